@@ -1,0 +1,5 @@
+"""Data: tokenizers, the TFDS datasets `hh_rlhf` and `hh_synth`, pair batching.
+
+Importing this package registers both TFDS builders, so `tfds.builder("hh_rlhf/...")`
+and `tfds.data_source("hh_synth/...")` work.
+"""
