@@ -10,7 +10,13 @@ special ids, so models, batching and rollouts never depend on which one is used:
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence, runtime_checkable
+import json
+import os
+import re
+from collections import Counter, defaultdict
+from typing import Iterable, Protocol, Sequence, runtime_checkable
+
+import numpy as np
 
 PAD_ID = 0
 EOS_ID = 1
@@ -32,3 +38,245 @@ class Tokenizer(Protocol):
   def encode(self, text: str) -> list[int]: ...
 
   def decode(self, ids: Sequence[int]) -> str: ...
+
+
+# ----------------------------------------------------------------------------------------
+# Implementations.
+#
+# Id layout shared by both tokenizers:
+#   0..2                  PAD, EOS, EOC
+#   3..258                the 256 byte values, id = byte + NUM_SPECIAL
+#   259..259+M-1          BPE merges in training order (BpeTokenizer only)
+#   ..vocab_size-1        unused ids that round the table up to a multiple of 8, so
+#                         embedding and logit matrices tile well on TPU/GPU
+# ----------------------------------------------------------------------------------------
+
+NUM_BYTES = 256
+BYTE_OFFSET = NUM_SPECIAL
+VOCAB_MULTIPLE = 8
+SPECIAL_IDS = frozenset((PAD_ID, EOS_ID, EOC_ID))
+
+
+def round_up_vocab(num_ids: int, multiple: int = VOCAB_MULTIPLE) -> int:
+  """vocab_size = ceil(num_ids / multiple) * multiple."""
+  return -(-num_ids // multiple) * multiple
+
+
+def _bytes_from_ids(ids: Sequence[int], id_to_bytes: Sequence[bytes], num_ids: int) -> bytes:
+  """Concatenates the bytes of every non-special id; unknown ids are an error."""
+  pieces = []
+  for i in ids:
+    i = int(i)
+    if i in SPECIAL_IDS:
+      continue  # decoding a padded or EOC-terminated row gives back its text
+    if not 0 <= i < num_ids:
+      raise ValueError(f"token id {i} is outside the tokenizer's {num_ids} used ids")
+    pieces.append(id_to_bytes[i])
+  return b"".join(pieces)
+
+
+class ByteTokenizer:
+  """UTF-8 bytes as tokens: id = byte + NUM_SPECIAL (3), so 259 ids are used.
+
+  `vocab_size` is 264 = 259 rounded up to a multiple of 8 (ids 259..263 are never
+  emitted). `decode` skips PAD/EOS/EOC and replaces invalid UTF-8 (which a sampling
+  policy can emit) with U+FFFD; for any `str` s, `decode(encode(s)) == s` exactly.
+  """
+
+  pad_id = PAD_ID
+  eos_id = EOS_ID
+  eoc_id = EOC_ID
+  num_used_ids = NUM_SPECIAL + NUM_BYTES
+
+  @property
+  def vocab_size(self) -> int:
+    return round_up_vocab(self.num_used_ids)
+
+  def encode(self, text: str) -> list[int]:
+    return self.encode_array(text).tolist()
+
+  def encode_array(self, text: str) -> np.ndarray:
+    """The same ids as `encode`, as an int32 array (fast path for batching)."""
+    raw = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+    return raw.astype(np.int32) + BYTE_OFFSET
+
+  def decode(self, ids: Sequence[int]) -> str:
+    ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+    ids = ids[(ids != PAD_ID) & (ids != EOS_ID) & (ids != EOC_ID)]
+    if ids.size and (ids.min() < BYTE_OFFSET or ids.max() >= self.num_used_ids):
+      bad = ids[(ids < BYTE_OFFSET) | (ids >= self.num_used_ids)][0]
+      raise ValueError(f"token id {bad} is outside the tokenizer's {self.num_used_ids} used ids")
+    return (ids - BYTE_OFFSET).astype(np.uint8).tobytes().decode("utf-8", errors="replace")
+
+  def to_json(self) -> dict:
+    return {"type": "byte"}
+
+  def save(self, path: str | os.PathLike) -> None:
+    _write_json(path, self.to_json())
+
+
+# Pre-tokenisation (GPT-2 style, without its English contractions): merges never cross
+# these pieces, so a word's tokens do not depend on its neighbours. The alternatives
+# cover every character (letters, digits, other non-space, whitespace), so joining the
+# pieces gives the text back exactly.
+_PIECE_RE = re.compile(r" ?[^\W\d_]+| ?\d+| ?(?:[^\s\w]|_)+|\s+(?!\S)|\s+")
+
+
+def _pieces(text: str) -> list[bytes]:
+  return [m.group().encode("utf-8") for m in _PIECE_RE.finditer(text)]
+
+
+class BpeTokenizer:
+  """Byte-level BPE (Sennrich et al. 2016 over UTF-8 bytes), trained locally by `train_bpe`.
+
+  A piece of text (see `_PIECE_RE`) starts as its bytes (ids byte + 3); merges are
+  applied in training order, lowest rank first: repeatedly replace the adjacent pair
+  (a, b) with the smallest rank r(a, b) by the merged id 259 + r. Every id maps to a
+  byte string and decoding concatenates them, so `decode(encode(s)) == s` exactly.
+  """
+
+  pad_id = PAD_ID
+  eos_id = EOS_ID
+  eoc_id = EOC_ID
+
+  def __init__(self, merges: Sequence[tuple[int, int]]):
+    self.merges = [(int(a), int(b)) for a, b in merges]
+    self._rank = {pair: r for r, pair in enumerate(self.merges)}
+    self._id_to_bytes = [b""] * NUM_SPECIAL + [bytes([b]) for b in range(NUM_BYTES)]
+    for a, b in self.merges:
+      if not (BYTE_OFFSET <= a < len(self._id_to_bytes) and BYTE_OFFSET <= b < len(self._id_to_bytes)):
+        raise ValueError(f"merge ({a}, {b}) refers to an id not defined before it")
+      self._id_to_bytes.append(self._id_to_bytes[a] + self._id_to_bytes[b])
+    self._cache: dict[bytes, list[int]] = {}
+
+  @property
+  def num_used_ids(self) -> int:
+    return len(self._id_to_bytes)
+
+  @property
+  def vocab_size(self) -> int:
+    return round_up_vocab(self.num_used_ids)
+
+  def _encode_piece(self, piece: bytes) -> list[int]:
+    cached = self._cache.get(piece)
+    if cached is not None:
+      return cached
+    ids = [b + BYTE_OFFSET for b in piece]
+    while len(ids) > 1:
+      ranks = [self._rank.get(pair, len(self.merges)) for pair in zip(ids[:-1], ids[1:])]
+      best = min(ranks)
+      if best == len(self.merges):
+        break
+      pair, merged, out, i = self.merges[best], NUM_SPECIAL + NUM_BYTES + best, [], 0
+      while i < len(ids):
+        if i + 1 < len(ids) and (ids[i], ids[i + 1]) == pair:
+          out.append(merged)
+          i += 2
+        else:
+          out.append(ids[i])
+          i += 1
+      ids = out
+    if len(self._cache) < 200_000:
+      self._cache[piece] = ids
+    return ids
+
+  def encode(self, text: str) -> list[int]:
+    return [i for piece in _pieces(text) for i in self._encode_piece(piece)]
+
+  def encode_array(self, text: str) -> np.ndarray:
+    return np.asarray(self.encode(text), dtype=np.int32)
+
+  def decode(self, ids: Sequence[int]) -> str:
+    return _bytes_from_ids(ids, self._id_to_bytes, self.num_used_ids).decode("utf-8", errors="replace")
+
+  def to_json(self) -> dict:
+    return {"type": "bpe", "merges": [list(m) for m in self.merges]}
+
+  def save(self, path: str | os.PathLike) -> None:
+    _write_json(path, self.to_json())
+
+
+def train_bpe(texts: Iterable[str], num_merges: int) -> BpeTokenizer:
+  """Learns `num_merges` byte-pair merges from `texts`.
+
+  Each step merges the adjacent pair with the largest count
+      count(a, b) = sum over pieces w of freq(w) * #occurrences of (a, b) in w,
+  ties broken by the smallest (a, b), so training is deterministic. Counts are updated
+  incrementally, touching only the pieces that contain the merged pair.
+  """
+  piece_freq = Counter(p for text in texts for p in _pieces(text))
+  words = [[b + BYTE_OFFSET for b in piece] for piece in piece_freq]
+  freqs = list(piece_freq.values())
+  pair_count: Counter = Counter()
+  pair_words: dict[tuple[int, int], set[int]] = defaultdict(set)
+  for w, (ids, f) in enumerate(zip(words, freqs)):
+    for pair in zip(ids[:-1], ids[1:]):
+      pair_count[pair] += f
+      pair_words[pair].add(w)
+
+  merges: list[tuple[int, int]] = []
+  for r in range(num_merges):
+    if not pair_count:
+      break
+    best_count = max(pair_count.values())
+    if best_count < 2:
+      break  # a pair seen once does not generalise; stop early
+    best = min(p for p, c in pair_count.items() if c == best_count)
+    merged = NUM_SPECIAL + NUM_BYTES + r
+    merges.append(best)
+    for w in list(pair_words[best]):
+      ids, f = words[w], freqs[w]
+      for pair in zip(ids[:-1], ids[1:]):  # remove this word's old pair counts
+        pair_count[pair] -= f
+        if pair_count[pair] <= 0:
+          del pair_count[pair]
+        pair_words[pair].discard(w)
+      out, i = [], 0
+      while i < len(ids):
+        if i + 1 < len(ids) and (ids[i], ids[i + 1]) == best:
+          out.append(merged)
+          i += 2
+        else:
+          out.append(ids[i])
+          i += 1
+      words[w] = out
+      for pair in zip(out[:-1], out[1:]):  # add its new pair counts
+        pair_count[pair] += f
+        pair_words[pair].add(w)
+    pair_words.pop(best, None)
+  return BpeTokenizer(merges)
+
+
+def _write_json(path: str | os.PathLike, obj: dict) -> None:
+  os.makedirs(os.path.dirname(os.fspath(path)) or ".", exist_ok=True)
+  with open(path, "w", encoding="utf-8") as f:
+    json.dump(obj, f)
+
+
+def tokenizer_from_json(obj: dict) -> Tokenizer:
+  kind = obj.get("type")
+  if kind == "byte":
+    return ByteTokenizer()
+  if kind == "bpe":
+    return BpeTokenizer([tuple(m) for m in obj["merges"]])
+  raise ValueError(f"unknown tokenizer type {kind!r} (expected 'byte' or 'bpe')")
+
+
+def load_tokenizer(spec: str | os.PathLike) -> Tokenizer:
+  """Tokenizer named by a run config: `"byte"`, or the path of a file written by `save`."""
+  if os.fspath(spec) == "byte":
+    return ByteTokenizer()
+  path = os.fspath(spec)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"tokenizer spec {path!r} is neither 'byte' nor an existing tokenizer file")
+  with open(path, encoding="utf-8") as f:
+    try:
+      obj = json.load(f)
+    except json.JSONDecodeError as e:
+      raise ValueError(f"tokenizer file {path}: not JSON ({e})") from e
+  return tokenizer_from_json(obj)
+
+
+def save_tokenizer(tokenizer: Tokenizer, path: str | os.PathLike) -> None:
+  """Writes `tokenizer` so that `load_tokenizer(path)` gives it back."""
+  tokenizer.save(path)

@@ -1,0 +1,57 @@
+"""Pure functions over (graphdef, params): the only way code outside `models/` runs a model."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from hh_jax.data.tokenizers import PAD_ID
+from hh_jax.models.config import ModelConfig
+from hh_jax.models.transformer import KVCache, ModelOutputs, Transformer
+
+
+def init(cfg: ModelConfig, key: jax.Array):
+  """Build a model; return (graphdef, params) with params a plain dict of float32 arrays."""
+  model = Transformer(cfg, rngs=nnx.Rngs(params=key))
+  graphdef, state = nnx.split(model, nnx.Param)
+  return graphdef, nnx.to_pure_dict(state)
+
+
+def _merge(graphdef, params) -> Transformer:
+  return nnx.merge(graphdef, params)
+
+
+def default_pad_mask(tokens_bt: jax.Array) -> jax.Array:
+  """mask[b, t] = tokens[b, t] != PAD_ID."""
+  return tokens_bt != PAD_ID
+
+
+def apply(graphdef, params, tokens_bt, *, pad_mask=None, score_index=None, dropout_key=None,
+          return_hidden: bool = False) -> ModelOutputs:
+  """Full forward pass. tokens (B, T) int32; score_index (B,) reads the PM score there.
+
+  pad_mask defaults to `tokens != PAD_ID`. Unused outputs (e.g. LM logits in a PM step)
+  are removed by XLA's dead-code elimination under jit.
+  """
+  if pad_mask is None:
+    pad_mask = default_pad_mask(tokens_bt)
+  return _merge(graphdef, params)(tokens_bt, pad_mask, score_index_b=score_index,
+                                  dropout_key=dropout_key, return_hidden=return_hidden)
+
+
+def prefill(graphdef, params, tokens_bt, cache: KVCache, *, pad_mask=None):
+  """Run a (left-padded) prompt through the model, writing its keys/values into `cache`.
+
+  Returns (ModelOutputs, cache). The next-token logits are `outputs.logits[:, -1]`.
+  """
+  if pad_mask is None:
+    pad_mask = default_pad_mask(tokens_bt)
+  return _merge(graphdef, params)(tokens_bt, pad_mask, cache=cache)
+
+
+def decode_step(graphdef, params, token_b, cache: KVCache, *, pad_mask_b=None):
+  """One cached decoding step. token (B,) -> (logits (B, V), values (B,), cache)."""
+  pad_mask = jnp.ones_like(token_b, bool) if pad_mask_b is None else pad_mask_b
+  out, cache = _merge(graphdef, params)(token_b[:, None], pad_mask[:, None], cache=cache)
+  return out.logits[:, 0], out.values[:, 0], cache
