@@ -1,0 +1,50 @@
+"""Orbax checkpoints of a run: train state (params, optimizer, step), RNG key data and
+the data iterator's position, so a killed run resumes bit-for-bit where it stopped."""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+
+class Checkpointer:
+  """Saves/restores {state pytree, JSON meta} under `<run_dir>/checkpoints/<step>`."""
+
+  def __init__(self, run_dir: str, max_to_keep: int = 2):
+    self.directory = os.path.join(os.path.abspath(run_dir), "checkpoints")
+    self._manager = ocp.CheckpointManager(
+        self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
+
+  def latest_step(self) -> int | None:
+    return self._manager.latest_step()
+
+  def save(self, step: int, state, meta: dict) -> None:
+    """Write a checkpoint (blocks until it is on disk, so a kill right after loses nothing)."""
+    self._manager.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True)
+    self._manager.wait_until_finished()
+
+  def restore(self, abstract_state, step: int | None = None):
+    """Return (state, meta) of `step` (default: latest), laid out like `abstract_state`
+    (a pytree of jax.ShapeDtypeStruct, with shardings where the state is sharded)."""
+    step = self.latest_step() if step is None else step
+    if step is None:
+      raise FileNotFoundError(f"no checkpoint in {self.directory}")
+    restored = self._manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
+    return restored.state, restored.meta
+
+  def close(self) -> None:
+    self._manager.close()
+
+
+def key_to_json(key: jax.Array) -> list[int]:
+  """A typed PRNG key as JSON-able ints (its raw key data)."""
+  return np.asarray(jax.random.key_data(key)).tolist()
+
+
+def key_from_json(data: list[int]) -> jax.Array:
+  return jax.random.wrap_key_data(np.asarray(data, np.uint32))

@@ -1,0 +1,56 @@
+"""Language-model (pretraining / SFT) loss and jitted step.
+
+    L = - sum_{b,t} m_{b,t+1} log p(x_{b,t+1} | x_{b,<=t}) / sum_{b,t} m_{b,t+1},
+    m = (x != PAD)
+
+Batches are dicts with `tokens` (B, T) int32, right-padded with PAD.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from hh_jax import models
+from hh_jax.data.tokenizers import PAD_ID
+from hh_jax.train.optim import apply_gradients, current_learning_rate
+from hh_jax.train.pm import _global_norm, _jit_step
+
+
+def lm_loss(graphdef, params, batch, dropout_key=None):
+  """Masked next-token cross-entropy (module docstring) and metrics."""
+  tokens = batch["tokens"]                                              # (B, T)
+  logits = models.apply(graphdef, params, tokens, dropout_key=dropout_key).logits[:, :-1]
+  targets = tokens[:, 1:]                                               # (B, T-1)
+  mask = (targets != PAD_ID).astype(jnp.float32)
+  logp = jax.nn.log_softmax(logits)
+  nll = -jnp.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
+  n = jnp.maximum(mask.sum(), 1.0)
+  loss = jnp.sum(nll * mask) / n
+  accuracy = jnp.sum((logits.argmax(-1) == targets) * mask) / n
+  return loss, {"token_accuracy": accuracy, "tokens": mask.sum()}
+
+
+def make_step(graphdef, optimizer, *, donate: bool = True, shardings=None):
+  """A jitted `step(state, batch, key) -> (state, metrics)` for next-token training."""
+
+  def step(state, batch, key):
+    key = jax.random.fold_in(key, state["step"])
+    (loss, metrics), grads = jax.value_and_grad(
+        lambda p: lm_loss(graphdef, p, batch, key), has_aux=True)(state["params"])
+    new_state = apply_gradients(state, grads, optimizer)
+    metrics = {**metrics, "loss": loss, "grad_norm": _global_norm(grads),
+               "learning_rate": current_learning_rate(state["opt_state"])}
+    return new_state, {f"lm/{k}": v for k, v in metrics.items()}
+
+  return _jit_step(step, donate, shardings)
+
+
+def make_eval_step(graphdef):
+  """A jitted `eval_step(params, batch) -> {"loss", "token_accuracy", "tokens"}` (no dropout)."""
+
+  def eval_step(params, batch):
+    loss, metrics = lm_loss(graphdef, params, batch)
+    return {"loss": loss, **metrics}
+
+  return jax.jit(eval_step)
