@@ -83,12 +83,12 @@ def logprobs_from_logits(logits: jax.Array, tokens: jax.Array, temperature=1.0) 
 def entropy_from_logits(logits: jax.Array, mask: jax.Array) -> jax.Array:
   """Mean token entropy mean_m(H_t), H_t = -sum_v p_tv log p_tv, p_t = softmax(logits_t).
 
-  Computed as H_t = logsumexp(l_t) - sum_v p_tv l_tv, which is stable for large logits.
-  logits (B, T, V), mask (B, T) -> scalar. Divide logits by the temperature first if
-  the entropy of the sampling distribution is wanted.
+  Computed from log_softmax (max-shifted), so a large common offset in the logits costs
+  no precision. logits (B, T, V), mask (B, T) -> scalar. Divide logits by the
+  temperature first if the entropy of the sampling distribution is wanted.
   """
-  p_btv = jax.nn.softmax(logits, axis=-1)
-  entropy_bt = jax.nn.logsumexp(logits, axis=-1) - jnp.sum(p_btv * logits, axis=-1)  # (B, T)
+  logp_btv = jax.nn.log_softmax(logits, axis=-1)
+  entropy_bt = -jnp.sum(jnp.exp(logp_btv) * logp_btv, axis=-1)  # (B, T)
   return masked_mean(entropy_bt, mask)
 
 
@@ -232,29 +232,33 @@ def bradley_terry_loss(r_chosen, r_rejected, weight=None):
   """Bradley-Terry preference loss: L = sum_i w_i * -log sigmoid(r_c,i - r_r,i) / sum_i w_i.
 
   With weight=None all w_i = 1 (a plain mean). Uses jax.nn.log_sigmoid for stability.
+  A batch whose weights are all 0 (pure padding) gives loss and metrics 0, not NaN.
 
   Metrics (the same weights):
     accuracy: weighted mean of [margin > 0] + 0.5 * [margin = 0]  (ties count half).
     margin: weighted mean of r_c - r_r.
-    reward_mean, reward_std: unweighted mean and population std over the 2B scores of
-      chosen and rejected together (to watch for reward drift).
+    reward_mean, reward_std: mean and population std over the 2 * #{i: w_i > 0} scores
+      of chosen and rejected together (pairs with weight 0 are padding and left out;
+      to watch for reward drift).
   """
   margin = r_chosen - r_rejected  # (B,)
   if weight is None:
     weight = jnp.ones_like(margin)
   weight = jnp.asarray(weight, margin.dtype)
   wsum = jnp.sum(weight)
+  safe_wsum = jnp.where(wsum > 0, wsum, 1.0)
 
   def wmean(x):
-    return jnp.sum(weight * x) / wsum
+    return jnp.sum(weight * x) / safe_wsum
 
   loss = wmean(-jax.nn.log_sigmoid(margin))
   correct = jnp.where(margin > 0, 1.0, jnp.where(margin == 0, 0.5, 0.0))
-  both = jnp.concatenate([r_chosen, r_rejected])
+  both = jnp.concatenate([r_chosen, r_rejected])  # (2B,)
+  real = jnp.concatenate([weight, weight]) > 0  # (2B,)
   metrics = {
       "accuracy": wmean(correct),
       "margin": wmean(margin),
-      "reward_mean": jnp.mean(both),
-      "reward_std": jnp.std(both),
+      "reward_mean": masked_mean(both, real),
+      "reward_std": jnp.sqrt(masked_var(both, real, unbiased=False)),
   }
   return loss, jax.tree.map(jax.lax.stop_gradient, metrics)
