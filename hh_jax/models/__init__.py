@@ -9,11 +9,11 @@ Nothing outside this package needs NNX: params are an ordinary pytree for optax,
 orbax and jax.jit, and `graphdef` is a static, hashable description of the module.
 """
 
-from hh_jax.models.api import apply, decode_step, init, prefill
+from hh_jax.models.api import apply, config_of, decode_step, init, prefill
 from hh_jax.models.config import (LADDER, LAPTOP_LADDER, PAPER_LADDER, ModelConfig, count_params,
                                   forward_flops_per_token, ladder_config)
 from hh_jax.models.transformer import KVCache, ModelOutputs, init_cache
 
-__all__ = ["init", "apply", "prefill", "decode_step", "init_cache", "KVCache", "ModelOutputs",
+__all__ = ["init", "apply", "config_of", "prefill", "decode_step", "init_cache", "KVCache", "ModelOutputs",
            "ModelConfig", "LADDER", "LAPTOP_LADDER", "PAPER_LADDER", "ladder_config",
            "count_params", "forward_flops_per_token"]

@@ -55,3 +55,8 @@ def decode_step(graphdef, params, token_b, cache: KVCache, *, pad_mask_b=None):
   pad_mask = jnp.ones_like(token_b, bool) if pad_mask_b is None else pad_mask_b
   out, cache = _merge(graphdef, params)(token_b[:, None], pad_mask[:, None], cache=cache)
   return out.logits[:, 0], out.values[:, 0], cache
+
+
+def config_of(graphdef, params) -> ModelConfig:
+  """The ModelConfig a (graphdef, params) model was built with."""
+  return _merge(graphdef, params).cfg
