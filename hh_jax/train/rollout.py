@@ -1,0 +1,129 @@
+"""Sampling replies under `jit` with the KV cache: no host round trip per token.
+
+    prompt (B, P) left-padded  --prefill-->  cache
+    for t in 0..N-1 (lax.scan):  y_t ~ softmax(logits_t / temperature);  decode_step(y_t)
+
+After a row emits EOS it is done: later tokens are PAD and its mask is 0. The response
+mask is 1 on real tokens up to and including the EOS. Rows that never emit EOS are
+flagged (`eos == False`) so the scorer can penalise them.
+
+`generate_uncached` is the same sampler recomputing the full forward pass for every
+token (the reference for tests and the baseline for the KV-cache benchmark).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from hh_jax import models
+from hh_jax.data.tokenizers import EOC_ID, EOS_ID, PAD_ID
+
+
+class Rollout(NamedTuple):
+  """response (B, N) int32, PAD after EOS; mask (B, N) float32; logprobs (B, N) of the sampled
+  tokens under the sampling distribution (0 on padding); eos (B,) bool."""
+
+  response: jax.Array
+  mask: jax.Array
+  logprobs: jax.Array
+  eos: jax.Array
+
+
+def _sample(logits_bv, key, temperature):
+  """y ~ Categorical(softmax(logits / T)) and its log-prob; T = 0 is greedy decoding."""
+  greedy = temperature <= 0
+  safe_t = jnp.where(greedy, 1.0, temperature)
+  logp_bv = jax.nn.log_softmax(logits_bv / safe_t, axis=-1)
+  sampled = jax.random.categorical(key, logp_bv, axis=-1)
+  token = jnp.where(greedy, jnp.argmax(logits_bv, -1), sampled)
+  return token.astype(jnp.int32), jnp.take_along_axis(logp_bv, token[:, None], -1)[:, 0]
+
+
+def _finish(tokens_bn, logp_bn, eos_id):
+  """Mask everything after the first EOS (which itself stays real)."""
+  is_eos = tokens_bn == eos_id
+  seen_before = jnp.cumsum(is_eos, axis=1) - is_eos                       # EOS strictly before t
+  mask = (seen_before == 0).astype(jnp.float32)
+  response = jnp.where(mask > 0, tokens_bn, PAD_ID)
+  return Rollout(response, mask, logp_bn * mask, is_eos.any(axis=1))
+
+
+def generate(graphdef, params, prompt_bp, key, *, max_new_tokens: int, temperature=1.0,
+             eos_id: int = EOS_ID) -> Rollout:
+  """Sample up to `max_new_tokens` reply tokens for each left-padded prompt (jit-able)."""
+  b, p = prompt_bp.shape
+  cfg = models.config_of(graphdef, params)
+  cache = models.init_cache(cfg, b, p + max_new_tokens)
+  out, cache = models.prefill(graphdef, params, prompt_bp, cache)
+  logits = out.logits[:, -1]                                               # (B, V)
+
+  def step(carry, key_t):
+    logits, cache, done = carry
+    token, logp = _sample(logits, key_t, temperature)
+    token = jnp.where(done, PAD_ID, token)
+    next_logits, _, cache = models.decode_step(graphdef, params, token, cache, pad_mask_b=~done)
+    done = done | (token == eos_id)
+    return (next_logits, cache, done), (token, logp)
+
+  keys = jax.random.split(key, max_new_tokens)
+  _, (tokens, logps) = jax.lax.scan(step, (logits, cache, jnp.zeros((b,), bool)), keys)
+  return _finish(tokens.T, logps.T, eos_id)
+
+
+def generate_uncached(graphdef, params, prompt_bp, key, *, max_new_tokens: int, temperature=1.0,
+                      eos_id: int = EOS_ID) -> Rollout:
+  """The same sampler without a cache: a full forward pass over the growing sequence per token."""
+  b, p = prompt_bp.shape
+  seq = jnp.concatenate([prompt_bp, jnp.full((b, max_new_tokens), PAD_ID, jnp.int32)], axis=1)
+  real = jnp.concatenate([prompt_bp != PAD_ID, jnp.zeros((b, max_new_tokens), bool)], axis=1)
+
+  def step(carry, xs):
+    seq, real, done = carry
+    t, key_t = xs
+    logits = models.apply(graphdef, params, seq, pad_mask=real).logits      # (B, P+N, V)
+    token, logp = _sample(jax.lax.dynamic_index_in_dim(logits, p - 1 + t, 1, False), key_t,
+                          temperature)
+    token = jnp.where(done, PAD_ID, token)
+    seq = jax.lax.dynamic_update_slice(seq, token[:, None], (0, p + t))
+    real = jax.lax.dynamic_update_slice(real, (~done)[:, None], (0, p + t))
+    done = done | (token == eos_id)
+    return (seq, real, done), (token, logp)
+
+  keys = jax.random.split(key, max_new_tokens)
+  _, (tokens, logps) = jax.lax.scan(step, (seq, real, jnp.zeros((b,), bool)),
+                                    (jnp.arange(max_new_tokens), keys))
+  return _finish(tokens.T, logps.T, eos_id)
+
+
+def response_logprobs(graphdef, params, prompt_bp, response_bn, mask_bn, temperature=1.0):
+  """log pi(y_t | x, y_<t) (temperature-matched), per-token values and entropy, from one
+  full forward pass over [prompt | response]. Returns (logprobs (B,N), values (B,N), logits)."""
+  p = prompt_bp.shape[1]
+  seq = jnp.concatenate([prompt_bp, response_bn], axis=1)                 # (B, P+N)
+  real = jnp.concatenate([prompt_bp != PAD_ID, mask_bn > 0], axis=1)
+  out = models.apply(graphdef, params, seq, pad_mask=real)
+  logits = out.logits[:, p - 1:-1] / jnp.where(temperature > 0, temperature, 1.0)  # (B, N, V)
+  logp = jax.nn.log_softmax(logits, axis=-1)
+  logprobs = jnp.take_along_axis(logp, response_bn[..., None], -1)[..., 0] * mask_bn
+  values = out.values[:, p - 1:-1] * mask_bn                               # V(state before y_t)
+  return logprobs, values, logits
+
+
+def pm_input(prompt_bp, response_bn, mask_bn, eos_id: int = EOS_ID):
+  """The PM sees context + reply + EOC: [prompt | reply tokens before EOS | EOC | PAD...].
+
+  Returns tokens (B, P+N+1) and the EOC index (B,). The EOS token itself is not part of
+  the reply text (it is the policy's stop action), so it is replaced by EOC; a reply
+  without EOS gets EOC after its last token.
+  """
+  b, p = prompt_bp.shape
+  reply_real = (mask_bn > 0) & (response_bn != eos_id)                     # (B, N)
+  reply_len = reply_real.sum(axis=1).astype(jnp.int32)                     # (B,)
+  reply = jnp.where(reply_real, response_bn, PAD_ID)
+  seq = jnp.concatenate([prompt_bp, reply, jnp.full((b, 1), PAD_ID, jnp.int32)], axis=1)
+  eoc_index = p + reply_len
+  seq = seq.at[jnp.arange(b), eoc_index].set(EOC_ID)
+  return seq, eoc_index

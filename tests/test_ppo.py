@@ -1,0 +1,139 @@
+"""PPO end to end on a toy world: rollouts, the first-minibatch ratio, learning, resume."""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from hh_jax import models
+from hh_jax.config import DataConfig, OptimConfig, RunConfig
+from hh_jax.data.tokenizers import EOC_ID, EOS_ID, PAD_ID
+from hh_jax.metrics import read_jsonl
+from hh_jax.train import loop, ppo
+from hh_jax.train.rollout import generate, generate_uncached, pm_input, response_logprobs
+from tests.conftest import ToyTokenizer, toy_pairs
+
+
+def _lm_tokens(rng, n, width=24):
+  out = np.zeros((n, width), np.int32)
+  for i in range(n):
+    m = rng.integers(4, 12)
+    out[i, :m] = rng.integers(3, 29, m)
+    out[i, m] = EOS_ID
+  return out
+
+
+@pytest.fixture(scope="module")
+def toy_world(tmp_path_factory):
+  """A base LM on random strings and a PM that prefers replies containing token 7."""
+  root = tmp_path_factory.mktemp("ppo")
+  rng = np.random.default_rng(0)
+  tok = ToyTokenizer()
+  lm_cfg = RunConfig(kind="lm", model_size="25k", batch_size=32, data=DataConfig(max_len=24),
+                     optim=OptimConfig(learning_rate=3e-3))
+  loop.train(lm_cfg, str(root / "lm"), loop.LMData(tok, _lm_tokens(rng, 1024), _lm_tokens(rng, 64)),
+             progress=False)
+  pm_cfg = RunConfig(kind="pm", model_size="25k", batch_size=32, data=DataConfig(max_len=24),
+                     optim=OptimConfig(learning_rate=3e-3))
+  summary = loop.train(pm_cfg, str(root / "pm"),
+                       loop.PMData(tok, toy_pairs(1024, 0, length=20), toy_pairs(128, 1, length=20), {}),
+                       progress=False)
+  assert summary["eval/accuracy"] > 0.9
+  prompts = np.zeros((256, 6), np.int32)
+  for i in range(256):
+    m = rng.integers(2, 6)
+    prompts[i, 6 - m:] = rng.integers(8, 29, m)
+  cfg = ppo.PPOConfig(policy_init=str(root / "lm"), reward_pm=str(root / "pm"),
+                      test_pms=(str(root / "pm"),), num_iterations=12, batch_size=32,
+                      minibatch_size=16, max_new_tokens=10, checkpoint_every=5,
+                      optim=OptimConfig(learning_rate=3e-4, warmup_steps=0, b2=0.999))
+  return root, cfg, ppo.PPOData(prompts)
+
+
+@pytest.fixture(scope="module")
+def finished_ppo(toy_world):
+  root, cfg, data = toy_world
+  run_dir = str(root / "ppo_full")
+  return run_dir, ppo.train_ppo(cfg, run_dir, data, progress=False)
+
+
+def test_ppo_raises_the_pm_score_with_ratio_one_on_the_first_minibatch(finished_ppo):
+  run_dir, summary = finished_ppo
+  records = read_jsonl(os.path.join(run_dir, "metrics.jsonl"))
+  assert len(records) == 12
+  # The first minibatch of every iteration sees the policy that sampled the batch.
+  for r in records:
+    assert r["ppo/ratio_mean_first_minibatch"] == pytest.approx(1.0, abs=1e-5)
+  assert records[0]["ppo/kl"] == pytest.approx(0.0, abs=1e-5)    # pi = pi0 at the start
+  assert records[-1]["ppo/kl"] > 0.1
+  assert summary["ppo/score_train"] > summary["ppo/score_train/initial"] + 1.0
+  # The test PM is the train PM here, so their scores coincide.
+  assert records[-1]["ppo/score_test/pm"] == pytest.approx(records[-1]["ppo/score_train"], abs=1e-4)
+  for key in ("ppo/entropy", "ppo/clipfrac", "ppo/approxkl", "ppo/ratio_var", "ppo/eos_rate",
+              "perf/rollout_tokens_per_s", "time/rollout_s", "time/score_s", "time/update_s"):
+    assert key in records[-1], key
+  samples = read_jsonl(os.path.join(run_dir, "samples.jsonl"))
+  assert len(samples) == 12 and len(samples[0]["kl"]) == 32
+  # The logged mean KL is the mean of the stored per-sample KLs.
+  assert np.mean(samples[-1]["kl"]) == pytest.approx(records[-1]["ppo/kl"], rel=1e-5)
+
+
+def test_killed_ppo_run_resumes_bitwise(toy_world, finished_ppo):
+  root, cfg, data = toy_world
+  full_dir, full = finished_ppo
+  run_dir = str(root / "ppo_killed")
+  assert ppo.train_ppo(cfg, run_dir, data, progress=False, stop_after_iterations=7) == {"stopped_at": 7}
+  resumed = ppo.train_ppo(cfg, run_dir, data, progress=False)
+  a = read_jsonl(os.path.join(full_dir, "samples.jsonl"))
+  b = read_jsonl(os.path.join(run_dir, "samples.jsonl"))
+  assert [r["step"] for r in b] == list(range(1, 13))
+  assert a[-1]["kl"] == b[-1]["kl"] and a[-1]["score_train"] == b[-1]["score_train"]
+  assert resumed["ppo/score_train"] == full["ppo/score_train"]
+
+
+@pytest.fixture(scope="module")
+def tiny_policy():
+  cfg = models.ModelConfig(vocab_size=29, d_model=24, n_layers=2, n_heads=3, max_len=31)
+  graphdef, params = models.init(cfg, jax.random.key(0))
+  prompt = jnp.array([[PAD_ID, PAD_ID, 5, 6, 7], [3, 4, 5, 6, 7], [PAD_ID, 9, 9, 9, 9]], jnp.int32)
+  return graphdef, params, prompt
+
+
+def test_cached_and_uncached_sampling_agree_and_logprobs_match_a_full_pass(tiny_policy):
+  graphdef, params, prompt = tiny_policy
+  key = jax.random.key(3)
+  cached = jax.jit(lambda p: generate(graphdef, p, prompt, key, max_new_tokens=9))(params)
+  uncached = jax.jit(lambda p: generate_uncached(graphdef, p, prompt, key, max_new_tokens=9))(params)
+  np.testing.assert_array_equal(np.asarray(cached.response), np.asarray(uncached.response))
+  np.testing.assert_allclose(np.asarray(cached.logprobs), np.asarray(uncached.logprobs), atol=1e-5)
+  logp, _, _ = response_logprobs(graphdef, params, prompt, cached.response, cached.mask)
+  np.testing.assert_allclose(np.asarray(logp), np.asarray(cached.logprobs), atol=1e-5)
+
+
+def test_eos_handling_and_pm_input_by_hand():
+  # Row 0 stops at its 3rd token (EOS); row 1 never emits EOS.
+  prompt = jnp.array([[PAD_ID, 5], [4, 5]], jnp.int32)
+  response = jnp.array([[9, 8, EOS_ID, PAD_ID], [9, 8, 7, 6]], jnp.int32)
+  mask = jnp.array([[1, 1, 1, 0], [1, 1, 1, 1]], jnp.float32)
+  tokens, eoc = pm_input(prompt, response, mask)
+  np.testing.assert_array_equal(np.asarray(tokens), [[PAD_ID, 5, 9, 8, EOC_ID, PAD_ID, PAD_ID],
+                                                     [4, 5, 9, 8, 7, 6, EOC_ID]])
+  np.testing.assert_array_equal(np.asarray(eoc), [4, 6])
+
+
+def test_generation_stops_and_pads_after_eos():
+  """A policy whose logits always favour EOS stops at the first token and pads the rest."""
+  cfg = models.ModelConfig(vocab_size=11, d_model=8, n_layers=1, n_heads=2, max_len=16)
+  graphdef, params = models.init(cfg, jax.random.key(0))
+  emb = params["embed"]["embedding"]
+  params = {**params, "embed": {"embedding": emb.at[EOS_ID].set(100.0 * jnp.ones(8))},
+            "ln_f": {"scale": jnp.ones(8), "bias": jnp.ones(8)}}
+  out = generate(graphdef, params, jnp.array([[3, 4]], jnp.int32), jax.random.key(0),
+                 max_new_tokens=5, temperature=1.0)
+  np.testing.assert_array_equal(np.asarray(out.response), [[EOS_ID, PAD_ID, PAD_ID, PAD_ID, PAD_ID]])
+  np.testing.assert_array_equal(np.asarray(out.mask), [[1, 0, 0, 0, 0]])
+  assert bool(out.eos[0])
