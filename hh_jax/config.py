@@ -56,6 +56,8 @@ class DataConfig:
     harmless_weight: lambda in L = L_help + lambda * L_harm (paper Fig 27).
     train_split, eval_split: TFDS split names.
     num_eval_pairs: evaluation examples (None: all).
+    split_half: 0 or 1 trains on one half of the training pool only (a fixed, seed-independent
+      split), so "train" and "test" PMs see disjoint comparisons (paper section 4.2).
   """
 
   dataset: str = "hh_synth/mix"
@@ -69,6 +71,7 @@ class DataConfig:
   train_split: str = "train"
   eval_split: str = "test"
   num_eval_pairs: int | None = 2000
+  split_half: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)

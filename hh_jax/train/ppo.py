@@ -72,8 +72,16 @@ class PPOConfig:
   lam: float = 0.95
   whiten_advantages: bool = True
   no_eos_penalty: float = 1.0           # subtracted from r_PM when the reply has no EOS
+  prompt_dataset: str = "hh_synth/prompts"   # TFDS dataset whose `context`s are the RL prompts
+  prompt_split: str = "train"
+  prompt_len: int = 40                  # prompts are left-truncated / left-padded to this
+  num_prompts: int | None = None
+  data_dir: str | None = None
+  tokenizer: str = "auto"
   log_every: int = 1
   checkpoint_every: int = 25
+  snapshot_every: int = 0               # >0: sample the eval prompts every k iterations (for Elo)
+  num_eval_prompts: int = 128
   optim: OptimConfig = OptimConfig(learning_rate=1e-4, warmup_steps=0, b2=0.999)
   mesh: MeshConfig = MeshConfig()
 
@@ -92,6 +100,7 @@ class PPOData:
 
   prompt_tokens: np.ndarray
   gold_fn: Callable[[np.ndarray, np.ndarray], dict] | None = None
+  eval_prompt_tokens: np.ndarray | None = None
 
 
 @dataclasses.dataclass
@@ -263,7 +272,32 @@ def train_ppo(cfg: PPOConfig, run_dir: str, data: PPOData, *, progress: bool = T
   bar = tqdm(total=cfg.num_iterations, initial=start, disable=not progress, unit="iter",
              desc=os.path.basename(run_dir), dynamic_ncols=True, leave=False)
   temperature = jnp.float32(cfg.temperature)
+
+  def snapshot(iteration: int):
+    """Replies of the current policy to the fixed eval prompts, with every scorer's score."""
+    if not cfg.snapshot_every or data.eval_prompt_tokens is None:
+      return
+    path = os.path.join(run_dir, "snapshots", f"iter_{iteration:05d}.npz")
+    if os.path.exists(path):
+      return
+    prompts_e = jnp.asarray(data.eval_prompt_tokens[:cfg.num_eval_prompts])
+    out = rollout_fn(state["params"]["policy"], prompts_e, jax.random.fold_in(key, -1 - iteration),
+                     temperature)
+    scores = {"score_train": train_score_fn(pm.params, prompts_e, out.response, out.mask)}
+    for name, fn, t in zip(test_names, test_score_fns, tests):
+      scores[f"score_test/{name}"] = fn(t.params, prompts_e, out.response, out.mask)
+    if data.gold_fn is not None:
+      for k, v in data.gold_fn(np.asarray(prompts_e), np.asarray(out.response)).items():
+        scores[f"gold_{k}"] = v
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    np.savez(path, prompts=np.asarray(prompts_e), response=np.asarray(out.response),
+             mask=np.asarray(out.mask), samples=iteration * cfg.batch_size,
+             **{k.replace("/", "__"): np.asarray(v) for k, v in scores.items()})
+
+  train_score_fn = make_pm_score_fn(pm.graphdef)
   for it in range(start, cfg.num_iterations):
+    if cfg.snapshot_every and it % cfg.snapshot_every == 0:
+      snapshot(it)
     it_key = jax.random.fold_in(key, it)
     prompt_batch = jnp.asarray(next(prompts).tokens)
 
@@ -331,6 +365,7 @@ def train_ppo(cfg: PPOConfig, run_dir: str, data: PPOData, *, progress: bool = T
       return {"stopped_at": done}
   bar.close()
   ckpt.close()
+  snapshot(cfg.num_iterations)
 
   from hh_jax.train.loop import save_params
   save_params(run_dir, policy.cfg, jax.device_get(state["params"]["policy"]))

@@ -1,0 +1,275 @@
+"""`hh-jax reproduce`: the paper's central claims end to end, with a report beside the paper.
+
+    hh-jax reproduce --preset quick      # < 10 min on 2 CPU cores, every figure present
+    hh-jax reproduce --preset laptop     # < 60 min on 2 CPU cores, the full CPU-scale study
+
+Stages (each resumable: finished runs are skipped, a killed run resumes from its checkpoint):
+
+    data            prepare the hh_synth TFDS datasets (LM corpus, comparisons, RL prompts)
+    base_lm         pretrain every model size on the LM corpus
+    pm_scaling      PMs over size x comparisons x seed, initialised from the base LMs
+    pm_mix          PMs over the helpful fraction of the training mix
+    pm_halves       "train" and "test" PMs on disjoint halves of the comparisons
+    ppo             PPO of one policy against each train PM (robustness), and of each
+                    policy size against the largest train PM (parallel curves)
+    best_of_n       best-of-N samples of the base policy, ranked by the largest train PM
+    elo             gold-labeller Elo of the main PPO run's snapshots
+    analysis        fits and figures (analysis/, reading the run directories only)
+    report          report.md, report.html and numbers.json: each claim beside the paper
+
+Everything lands in `results/<preset>/`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+
+from hh_jax.config import DataConfig, OptimConfig, RunConfig, override
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+  """Sizes and budgets of one reproduction."""
+
+  name: str
+  pm_sizes: tuple[str, ...]
+  num_pairs: tuple[int, ...]
+  seeds: tuple[int, ...]
+  lm_examples: int
+  mix_sizes: tuple[str, ...]
+  mix_fractions: tuple[float, ...]
+  mix_pairs: int
+  half_sizes: tuple[str, ...]
+  half_pairs: int
+  policy_size: str
+  policy_sizes: tuple[str, ...]
+  ppo_iterations: int
+  ppo_batch: int
+  bon_prompts: int
+  bon_n: int
+  dataset: str = "hh_synth"
+  max_len: int = 64
+  expected_minutes: str = ""
+
+
+PRESETS = {
+    "quick": Preset(
+        name="quick", pm_sizes=("1k", "6k", "25k"), num_pairs=(500, 2_000, 8_000), seeds=(0, 1),
+        lm_examples=20_000, mix_sizes=("6k",), mix_fractions=(0.0, 0.5, 1.0), mix_pairs=4_000,
+        half_sizes=("1k", "6k", "25k"), half_pairs=8_000, policy_size="6k",
+        policy_sizes=("1k", "6k"), ppo_iterations=40, ppo_batch=64, bon_prompts=64, bon_n=32,
+        expected_minutes="< 10 on 2 CPU cores"),
+    "laptop": Preset(
+        name="laptop", pm_sizes=("1k", "6k", "25k", "100k", "400k"),
+        num_pairs=(1_000, 4_000, 16_000, 32_000), seeds=(0, 1), lm_examples=50_000,
+        mix_sizes=("6k", "100k"), mix_fractions=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0), mix_pairs=16_000,
+        half_sizes=("6k", "25k", "100k", "400k"), half_pairs=16_000, policy_size="25k",
+        policy_sizes=("6k", "25k", "100k"), ppo_iterations=120, ppo_batch=64, bon_prompts=128,
+        bon_n=64, expected_minutes="< 60 on 2 CPU cores"),
+}
+
+STAGES = ("data", "base_lm", "pm_scaling", "pm_mix", "pm_halves", "ppo", "best_of_n", "elo",
+          "analysis", "report")
+
+
+def _lm_config(p: Preset, data_dir: str, size: str) -> RunConfig:
+  return RunConfig(
+      kind="lm", model_size=size, batch_size=64, log_every=50, checkpoint_every=500,
+      data=DataConfig(dataset=f"{p.dataset}/lm", data_dir=data_dir, max_len=p.max_len,
+                      num_train_pairs=p.lm_examples, num_eval_pairs=None),
+      optim=OptimConfig(learning_rate=2e-3, warmup_steps=50, schedule="cosine"))
+
+
+def _pm_config(p: Preset, data_dir: str, root: str, size: str, **overrides) -> RunConfig:
+  cfg = RunConfig(
+      kind="pm", model_size=size, batch_size=32, log_every=20, checkpoint_every=250,
+      init_from=os.path.join(root, "base_lm", size),
+      data=DataConfig(dataset=f"{p.dataset}/mix", data_dir=data_dir, max_len=p.max_len,
+                      num_eval_pairs=2_000),
+      optim=OptimConfig(learning_rate=1e-3, warmup_steps=10, schedule="constant"))
+  return override(cfg, overrides)
+
+
+class Reproduction:
+  """Runs the stages of one preset into `results/<preset>/`."""
+
+  def __init__(self, preset: Preset, out_dir: str, progress: bool = True):
+    self.p = preset
+    self.root = os.path.abspath(out_dir)
+    self.data_dir = os.path.join(self.root, "tfds")
+    self.progress = progress
+    os.makedirs(self.root, exist_ok=True)
+    self.log_path = os.path.join(self.root, "reproduce.log")
+
+  # -- helpers ---------------------------------------------------------------------------
+
+  def log(self, msg: str) -> None:
+    line = f"[{time.strftime('%H:%M:%S')}] {msg}"
+    print(line, flush=True)
+    with open(self.log_path, "a") as f:
+      f.write(line + "\n")
+
+  def _run(self, cfg, run_dir: str) -> dict:
+    from hh_jax.train.cli import run_config
+    done = os.path.exists(os.path.join(run_dir, "summary.json"))
+    t = time.time()
+    summary = run_config(cfg, run_dir, progress=self.progress)
+    if not done:
+      self.log(f"  {os.path.relpath(run_dir, self.root)} done in {time.time() - t:.0f}s")
+    return summary
+
+  def _runs(self, stage: str, items: list[tuple[str, object]]) -> None:
+    todo = [name for name, _ in items
+            if not os.path.exists(os.path.join(self.root, stage, name, "summary.json"))]
+    self.log(f"{stage}: {len(items)} runs, {len(items) - len(todo)} already finished")
+    for i, (name, cfg) in enumerate(items):
+      self._run(cfg, os.path.join(self.root, stage, name))
+
+  # -- stages ----------------------------------------------------------------------------
+
+  def stage_data(self):
+    from hh_jax.data import pipeline
+    for kind in ("lm", "mix", "prompts"):
+      pipeline.prepare(f"{self.p.dataset}/{kind}", self.data_dir)
+
+  def all_sizes(self) -> list[str]:
+    from hh_jax.models import LADDER
+    wanted = set(self.p.pm_sizes) | set(self.p.mix_sizes) | set(self.p.half_sizes) | \
+        set(self.p.policy_sizes) | {self.p.policy_size}
+    return [s for s in LADDER if s in wanted]
+
+  def stage_base_lm(self):
+    self._runs("base_lm", [(s, _lm_config(self.p, self.data_dir, s)) for s in self.all_sizes()])
+
+  def stage_pm_scaling(self):
+    items = []
+    for size in self.p.pm_sizes:
+      for n in self.p.num_pairs:
+        for seed in self.p.seeds:
+          cfg = _pm_config(self.p, self.data_dir, self.root, size,
+                           **{"data.num_train_pairs": n, "seed": seed})
+          items.append((f"{size}-n{n}-s{seed}", cfg))
+    self._runs("pm_scaling", items)
+
+  def stage_pm_mix(self):
+    items = []
+    for size in self.p.mix_sizes:
+      for frac in self.p.mix_fractions:
+        cfg = _pm_config(self.p, self.data_dir, self.root, size,
+                         **{"data.num_train_pairs": self.p.mix_pairs,
+                            "data.helpful_fraction": frac})
+        items.append((f"{size}-h{int(round(100 * frac))}", cfg))
+    self._runs("pm_mix", items)
+
+  def stage_pm_halves(self):
+    items = []
+    for half, role in ((0, "train"), (1, "test")):
+      for size in self.p.half_sizes:
+        cfg = _pm_config(self.p, self.data_dir, self.root, size,
+                         **{"data.num_train_pairs": self.p.half_pairs, "data.split_half": half})
+        items.append((f"{role}-{size}", cfg))
+    self._runs("pm_halves", items)
+
+  def ppo_items(self) -> list[tuple[str, object]]:
+    from hh_jax.train.ppo import PPOConfig
+    halves = os.path.join(self.root, "pm_halves")
+    tests = tuple(os.path.join(halves, f"test-{s}") for s in self.p.half_sizes)
+    largest = self.p.half_sizes[-1]
+    base = PPOConfig(
+        test_pms=tests, num_iterations=self.p.ppo_iterations, batch_size=self.p.ppo_batch,
+        minibatch_size=16, ppo_epochs=2, max_new_tokens=16, prompt_len=self.p.max_len - 16 - 1,
+        prompt_dataset=f"{self.p.dataset}/prompts", data_dir=self.data_dir, checkpoint_every=20,
+        optim=OptimConfig(learning_rate=3e-4, warmup_steps=0, b2=0.999))
+    pairs = [(self.p.policy_size, pm) for pm in self.p.half_sizes]
+    pairs += [(pol, largest) for pol in self.p.policy_sizes if (pol, largest) not in pairs]
+    items = []
+    for policy, pm in pairs:
+      main_run = policy == self.p.policy_size and pm == largest
+      cfg = dataclasses.replace(
+          base, policy_init=os.path.join(self.root, "base_lm", policy),
+          reward_pm=os.path.join(halves, f"train-{pm}"), snapshot_every=10 if main_run else 0)
+      items.append((f"policy-{policy}-pm-{pm}", cfg))
+    return items
+
+  def main_ppo_run(self) -> str:
+    return os.path.join(self.root, "ppo", f"policy-{self.p.policy_size}-pm-{self.p.half_sizes[-1]}")
+
+  def stage_ppo(self):
+    self._runs("ppo", self.ppo_items())
+
+  def stage_best_of_n(self):
+    from hh_jax.data import pipeline
+    from hh_jax.eval.rl_evals import best_of_n_eval
+    from hh_jax.train.ppo import load_model
+    out_dir = os.path.join(self.root, "best_of_n")
+    out = os.path.join(out_dir, "bon.json")
+    if os.path.exists(out):
+      return
+    os.makedirs(out_dir, exist_ok=True)
+    halves = os.path.join(self.root, "pm_halves")
+    prompts = pipeline.load_prompts(f"{self.p.dataset}/prompts", "test", self.p.max_len - 17,
+                                    data_dir=self.data_dir, limit=self.p.bon_prompts)
+    policy = load_model(os.path.join(self.root, "base_lm", self.p.policy_size))
+    train_pm = load_model(os.path.join(halves, f"train-{self.p.half_sizes[-1]}"))
+    tests = {f"test-{s}": load_model(os.path.join(halves, f"test-{s}")) for s in self.p.half_sizes}
+    best_of_n_eval(policy, train_pm, tests, prompts, out, n_max=self.p.bon_n, max_new_tokens=16,
+                   gold_fn=pipeline.world_gold_fn if self.p.dataset == "hh_synth" else None)
+
+  def stage_elo(self):
+    from hh_jax.eval.rl_evals import elo_eval
+    run = self.main_ppo_run()
+    if not os.path.exists(os.path.join(run, "elo.json")):
+      elo_eval(run)
+
+  def stage_analysis(self):
+    from analysis import cli as analysis_cli
+    rc = analysis_cli.main(["all", self.root, "--out", os.path.join(self.root, "figures")])
+    if rc:
+      raise RuntimeError(f"analysis failed with exit code {rc}")
+
+  def stage_report(self):
+    from hh_jax import report
+    report.write_report(self.root, self.p)
+
+  def run(self, stages: tuple[str, ...] = STAGES) -> None:
+    t0 = time.time()
+    done_marker = lambda s: os.path.join(self.root, ".stages", s)   # noqa: E731
+    os.makedirs(os.path.join(self.root, ".stages"), exist_ok=True)
+    for i, stage in enumerate(stages):
+      if os.path.exists(done_marker(stage)) and stage not in ("analysis", "report"):
+        self.log(f"[{i + 1}/{len(stages)}] {stage}: finished earlier, skipped")
+        continue
+      self.log(f"[{i + 1}/{len(stages)}] {stage} ...")
+      t = time.time()
+      getattr(self, f"stage_{stage}")()
+      open(done_marker(stage), "w").close()
+      self.log(f"[{i + 1}/{len(stages)}] {stage} done in {time.time() - t:.0f}s "
+               f"(total {(time.time() - t0) / 60:.1f} min)")
+    self.log(f"report: {os.path.join(self.root, 'report.md')}")
+
+
+def main(argv: list[str]) -> int:
+  parser = argparse.ArgumentParser(prog="hh-jax reproduce", description=__doc__.splitlines()[0])
+  parser.add_argument("--preset", default="quick", choices=sorted(PRESETS))
+  parser.add_argument("--out", default=None, help="default: results/<preset>")
+  parser.add_argument("--stages", default=None,
+                      help=f"comma-separated subset of {','.join(STAGES)} (default: all)")
+  parser.add_argument("--no-progress", action="store_true")
+  args = parser.parse_args(argv)
+  preset = PRESETS[args.preset]
+  stages = STAGES if args.stages is None else tuple(s.strip() for s in args.stages.split(","))
+  unknown = [s for s in stages if s not in STAGES]
+  if unknown:
+    print(f"hh-jax reproduce: unknown stage(s) {unknown}; stages are {', '.join(STAGES)}",
+          file=sys.stderr)
+    return 2
+  repro = Reproduction(preset, args.out or os.path.join("results", preset.name),
+                       progress=not args.no_progress)
+  repro.log(f"hh-jax reproduce --preset {preset.name} ({preset.expected_minutes}) -> {repro.root}")
+  repro.run(stages)
+  return 0
