@@ -227,10 +227,14 @@ class Reproduction:
       elo_eval(run)
 
   def stage_analysis(self):
+    """Three analyses, so that each fit sees only its own sweep's runs."""
     from analysis import cli as analysis_cli
-    rc = analysis_cli.main(["all", self.root, "--out", os.path.join(self.root, "figures")])
-    if rc:
-      raise RuntimeError(f"analysis failed with exit code {rc}")
+    figs = os.path.join(self.root, "figures")
+    for kind, src, name in (("pm", "pm_scaling", "pm_scaling"), ("pm", "pm_mix", "pm_mix"),
+                            ("rl", "", "rl")):
+      rc = analysis_cli.main([kind, os.path.join(self.root, src), "--out", os.path.join(figs, name)])
+      if rc:
+        raise RuntimeError(f"analysis {kind} {src or self.root} failed with exit code {rc}")
 
   def stage_report(self):
     from hh_jax import report

@@ -216,7 +216,7 @@ def train(cfg: RunConfig, run_dir: str, data: PMData | LMData, *, progress: bool
   loss_key = f"{cfg.kind}/loss"
   bar = tqdm(total=total_steps, initial=start_step, disable=not progress, desc=os.path.basename(run_dir),
              unit="step", dynamic_ncols=True, leave=False)
-  t_window, tokens_window = time.time(), 0
+  t_window, tokens_window, tokens_by_step = time.time(), 0, {}
 
   def consume(fetched):
     nonlocal t_window, tokens_window
@@ -224,6 +224,7 @@ def train(cfg: RunConfig, run_dir: str, data: PMData | LMData, *, progress: bool
       return
     step, metrics = fetched
     check_finite(step, metrics, (loss_key,))
+    tokens_window += tokens_by_step.pop(step, 0)
     window.append(metrics)
     if cfg.log_every and (step % cfg.log_every == 0 or step == total_steps):
       elapsed = max(time.time() - t_window, 1e-9)
@@ -240,9 +241,9 @@ def train(cfg: RunConfig, run_dir: str, data: PMData | LMData, *, progress: bool
   step = start_step
   for host_batch in iterator:
     batch = to_batch(host_batch)
-    tokens_window += tokens_per_batch(batch)
     state, metrics = step_fn(state, shd.shard_batch(mesh, batch), step_key)
     step += 1
+    tokens_by_step[step] = tokens_per_batch(batch)
     examples_seen += cfg.batch_size
     consume(fetcher.push(step, metrics))
     bar.update(1)
