@@ -207,9 +207,10 @@ def calibration_bins(score_gap, n_bins: int = 10, first_preferred=None, strategy
 
   accuracy = per_bin_mean(pm_right)
   predicted = per_bin_mean(_sigmoid(abs_gap))
-  counts = counts[keep]
+  centers = per_bin_mean(abs_gap)
+  counts = counts[keep]      # after the last per_bin_mean: it indexes the full-length counts
   return {
-      "centers": per_bin_mean(abs_gap),
+      "centers": centers,
       "accuracy": accuracy,
       "accuracy_stderr": np.sqrt(accuracy * (1.0 - accuracy) / counts),
       "counts": counts,

@@ -118,12 +118,36 @@ def pm_claims(pm: dict | None, mix: dict | None) -> list[dict]:
 def _main_run(rl: dict, main_name: str | None) -> dict | None:
   runs = rl.get("runs") or []
   for r in runs:
-    if main_name and r["name"] == main_name:
+    if main_name and os.path.basename(r["name"]) == main_name:
       return r
   return runs[0] if runs else None
 
 
-def rl_claims(rl: dict | None, main_name: str | None) -> list[dict]:
+def _gain_gaps(root: str, run_name: str, window: int = 5) -> dict:
+  """Per test PM: the train-minus-test score gain gap early (20% of training) and at the end,
+  read from the PPO run's metrics.jsonl."""
+  path = os.path.join(root, "ppo", run_name, "metrics.jsonl")
+  if not os.path.exists(path):
+    return {}
+  with open(path) as f:
+    records = [json.loads(line) for line in f if line.strip()]
+  train = np.array([r["ppo/score_train"] for r in records])
+  names = sorted(k[len("ppo/score_test/"):] for k in records[0] if k.startswith("ppo/score_test/"))
+  n = len(records)
+  early = max(window, n // 5)
+
+  def at(x, i):
+    return float(np.mean(x[max(0, i - window // 2): i + window // 2 + 1]))
+
+  out = {}
+  for name in names:
+    test = np.array([r[f"ppo/score_test/{name}"] for r in records])
+    gap = (train - train[0]) - (test - test[0])
+    out[name] = {"early": at(gap, early), "end": at(gap, n - 1 - window // 2)}
+  return out
+
+
+def rl_claims(rl: dict | None, main_name: str | None, root: str | None = None) -> list[dict]:
   out = []
   main = _main_run(rl or {}, main_name)
   if main:
@@ -136,18 +160,16 @@ def rl_claims(rl: dict | None, main_name: str | None) -> list[dict]:
         "roughly linear for much of training, parallel across policy sizes (Fig 4, 13)",
         {"slope": slope, "r2": r2}, ci, r2 is not None and r2 >= 0.95 and (slope or 0) > 0,
         f"{main['name']}: linear fit over the first half of training"))
-    tests = main["robustness"]["tests"]
-    if tests:
-      gains = {n: t["gain_gap"] for n, t in tests.items()}
-      early = {n: _early_gap(main, n) for n in tests}
-      held = all(g > 0 for g in gains.values()) and all(abs(e) < 0.5 * max(abs(g), 1e-9)
-                                                       for e, g in zip(early.values(), gains.values()))
+    gaps = _gain_gaps(root, os.path.basename(main["name"])) if root else {}
+    if gaps:
+      held = all(g["end"] > 0 and g["early"] < 0.5 * g["end"] for g in gaps.values())
       out.append(_claim(
           "train_test_pm_divergence",
           "Train- and test-PM scores agree early in RL, then the train PM pulls ahead",
           "agree up to ~150k RL samples, then diverge with the train PM higher (Fig 4 left)",
-          {"gain_gap_end": gains, "gain_gap_early": early}, None, held,
-          "gain_gap = (train gain) - (test gain) since the first iteration"))
+          gaps, None, held,
+          "gain gap = (train-PM gain) - (test-PM gain) since the first iteration, averaged over "
+          "5 iterations, at 20% of training (early) and at the end"))
     else:
       out.append(_claim("train_test_pm_divergence", "train vs test PM", "Fig 4", None, None, False,
                         "no test PMs"))
@@ -158,8 +180,8 @@ def rl_claims(rl: dict | None, main_name: str | None) -> list[dict]:
   bons = (rl or {}).get("best_of_n") or []
   if bons:
     b = bons[0]
-    train = np.asarray(b["score_train"], float)
-    gold = np.asarray(b.get("gold_hh", []), float)
+    train = np.asarray(b["scores"]["score_train"], float)
+    gold = np.asarray(b["scores"].get("gold_hh", []), float)
     held = bool(np.all(np.diff(train) > 0)) and (len(gold) == 0 or gold[-1] > gold[0])
     out.append(_claim(
         "best_of_n", "Best-of-n sampling raises the PM score smoothly, with KL = log n - (n-1)/n",
@@ -172,24 +194,24 @@ def rl_claims(rl: dict | None, main_name: str | None) -> list[dict]:
   elos = (rl or {}).get("elo") or []
   if elos:
     e = elos[0]
-    gold, err = float(e["elo_gold"][-1]), float(e["elo_gold_stderr"][-1])
-    pred = float(e["elo_pm_predicted"][-1])
+    gold = np.asarray(e["elo_gold"], float)
+    err = np.asarray(e["elo_gold_stderr"], float)
+    pred = np.asarray(e["elo_pm_predicted"], float)
+    peak = int(np.argmax(gold - 1.96 * err))
+    overestimates = bool(np.all(pred[1:] > gold[1:]))
     out.append(_claim(
         "elo", "RLHF raises Elo; PM-predicted Elo (174 x delta PM) overestimates the human Elo",
         "PM-predicted Elo overestimates crowdworker Elo (Fig 15 right, 35)",
-        {"gold_elo_final": gold, "pm_predicted_elo_final": pred}, [gold - 1.96 * err, gold + 1.96 * err],
-        gold - 1.96 * err > 0 and pred > gold,
-        "gold-labeller Elo by maximum likelihood, anchored at the initial policy"))
+        {"gold_elo_peak": float(gold[peak]), "gold_elo_final": float(gold[-1]),
+         "pm_predicted_elo_final": float(pred[-1]), "peak_at_samples": e["samples"][peak]},
+        [float(gold[peak] - 1.96 * err[peak]), float(gold[peak] + 1.96 * err[peak])],
+        gold[peak] - 1.96 * err[peak] > 0 and overestimates,
+        "gold-labeller Elo by maximum likelihood, anchored at the initial policy; held if the "
+        "peak gold Elo is above 0 (95% CI) and the PM-predicted Elo is above the gold Elo at "
+        "every later snapshot"))
   else:
     out.append(_claim("elo", "Elo", "Fig 15", None, None, False, "no elo.json"))
   return out
-
-
-def _early_gap(run: dict, name: str) -> float:
-  early = run["robustness"].get("early", {}).get(name)
-  if early is not None:
-    return float(early)
-  return float(run["robustness"]["tests"][name].get("gain_gap_early", 0.0))
 
 
 def _robustness_claim(rl: dict) -> dict:
@@ -236,7 +258,7 @@ def write_report(root: str, preset=None) -> dict:
   main_name = None
   if preset is not None:
     main_name = f"policy-{preset.policy_size}-pm-{preset.half_sizes[-1]}"
-  claims = pm_claims(pm, mix) + rl_claims(rl, main_name)
+  claims = pm_claims(pm, mix) + rl_claims(rl, main_name, root)
   numbers = {"preset": getattr(preset, "name", None), "claims": claims,
              "pm_scaling": pm, "pm_mix": mix, "rl": rl}
   with open(os.path.join(root, "numbers.json"), "w") as f:
@@ -284,7 +306,7 @@ def _write_html(root: str, md_lines: list[str]) -> None:
       out.append("</table>")
       in_table = False
     if line.startswith("!["):
-      path = os.path.join(root, line[line.index("(") + 1:-1])
+      path = os.path.join(root, line[line.rindex("(") + 1:-1])
       with open(path, "rb") as f:
         data = base64.b64encode(f.read()).decode()
       out.append(f"<img style='max-width:100%' src='data:image/png;base64,{data}'>")

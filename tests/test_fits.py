@@ -192,3 +192,17 @@ def test_gao_fits_noisy_within_stderr():
   assert abs(bon["alpha"] - 0.8) < 3 * bon["alpha_stderr"] and abs(bon["beta"] - 0.1) < 3 * bon["beta_stderr"]
   with pytest.raises(ValueError, match="sqrt"):
     fits.gao_bon_fit([-1.0, 1.0, 2.0], [0.0, 1.0, 2.0])
+
+
+def test_calibration_bins_with_empty_bins_from_tied_gaps():
+  """Many identical gaps make duplicate quantile edges, so some bins are empty; the
+  returned arrays must still line up (one entry per non-empty bin)."""
+  gap = np.concatenate([np.zeros(50), np.full(50, 2.0), np.linspace(0.1, 3.0, 20)])
+  out = fits.calibration_bins(gap, n_bins=10)
+  n = len(out["counts"])
+  assert n < 10 and all(len(out[k]) == n for k in ("centers", "accuracy", "predicted"))
+  assert out["counts"].sum() == len(gap)
+  # Count-weighted bin means recover the overall means: mean |gap| and mean correctness
+  # (every positive gap is "right", each of the 50 ties counts 0.5).
+  assert np.sum(out["counts"] * out["centers"]) / len(gap) == pytest.approx(np.abs(gap).mean())
+  assert np.sum(out["counts"] * out["accuracy"]) / len(gap) == pytest.approx((70 + 25) / 120)

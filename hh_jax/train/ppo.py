@@ -281,7 +281,7 @@ def train_ppo(cfg: PPOConfig, run_dir: str, data: PPOData, *, progress: bool = T
     if os.path.exists(path):
       return
     prompts_e = jnp.asarray(data.eval_prompt_tokens[:cfg.num_eval_prompts])
-    out = rollout_fn(state["params"]["policy"], prompts_e, jax.random.fold_in(key, -1 - iteration),
+    out = rollout_fn(state["params"]["policy"], prompts_e, jax.random.fold_in(jax.random.fold_in(key, 999_983), iteration),
                      temperature)
     scores = {"score_train": train_score_fn(pm.params, prompts_e, out.response, out.mask)}
     for name, fn, t in zip(test_names, test_score_fns, tests):
