@@ -40,7 +40,7 @@ class Preset:
   pm_sizes: tuple[str, ...]
   num_pairs: tuple[int, ...]
   seeds: tuple[int, ...]
-  lm_examples: int
+  lm_examples: int | None
   mix_sizes: tuple[str, ...]
   mix_fractions: tuple[float, ...]
   mix_pairs: int
@@ -50,27 +50,54 @@ class Preset:
   policy_sizes: tuple[str, ...]
   ppo_iterations: int
   ppo_batch: int
+  ppo_lr: float
   bon_prompts: int
   bon_n: int
   dataset: str = "hh_synth"
+  lm_dataset: str = "hh_synth/lm"        # base-LM corpus (`text`, or chosen transcripts)
+  pm_dataset: str = "hh_synth/mix"       # comparisons for every PM stage
+  prompt_dataset: str = "hh_synth/prompts"
   max_len: int = 64
+  max_new_tokens: int = 16
+  lm_batch: int = 64
+  pm_batch: int = 32
+  dtype: str = "float32"
   expected_minutes: str = ""
+
+  @property
+  def has_gold(self) -> bool:
+    return self.dataset == "hh_synth"
 
 
 PRESETS = {
     "quick": Preset(
         name="quick", pm_sizes=("1k", "6k", "25k"), num_pairs=(500, 2_000, 8_000), seeds=(0, 1),
-        lm_examples=20_000, mix_sizes=("6k",), mix_fractions=(0.0, 0.5, 1.0), mix_pairs=4_000,
+        lm_examples=30_000, mix_sizes=("6k",), mix_fractions=(0.0, 0.5, 1.0), mix_pairs=4_000,
         half_sizes=("1k", "6k", "25k"), half_pairs=8_000, policy_size="25k",
-        policy_sizes=("6k", "25k"), ppo_iterations=40, ppo_batch=64, bon_prompts=64, bon_n=32,
-        expected_minutes="< 10 on 2 CPU cores"),
+        policy_sizes=("6k", "25k"), ppo_iterations=40, ppo_batch=64, ppo_lr=1e-4,
+        bon_prompts=64, bon_n=32, expected_minutes="< 10 on 2 CPU cores"),
     "laptop": Preset(
         name="laptop", pm_sizes=("1k", "6k", "25k", "100k", "400k"),
-        num_pairs=(1_000, 4_000, 16_000, 32_000), seeds=(0, 1), lm_examples=50_000,
-        mix_sizes=("6k", "100k"), mix_fractions=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0), mix_pairs=16_000,
-        half_sizes=("6k", "25k", "100k", "400k"), half_pairs=16_000, policy_size="25k",
-        policy_sizes=("6k", "25k", "100k"), ppo_iterations=120, ppo_batch=64, bon_prompts=128,
-        bon_n=64, expected_minutes="< 60 on 2 CPU cores"),
+        num_pairs=(1_000, 4_000, 16_000, 32_000), seeds=(0, 1), lm_examples=60_000,
+        mix_sizes=("6k", "25k"), mix_fractions=(0.0, 0.25, 0.5, 0.75, 1.0), mix_pairs=8_000,
+        half_sizes=("6k", "25k", "100k"), half_pairs=16_000, policy_size="100k",
+        policy_sizes=("25k", "100k"), ppo_iterations=100, ppo_batch=128, ppo_lr=5e-5,
+        bon_prompts=128, bon_n=64, expected_minutes="< 60 on 2 CPU cores"),
+    # Real data on one accelerator host: the paper's three smallest shapes trained from
+    # scratch on HH-RLHF text (byte tokens), PMs on its comparisons, PPO on its prompts.
+    # No gold reward exists here, so the Elo stage is skipped and best-of-N uses test PMs.
+    # Run time is an estimate from FLOP counts at 40% MFU on one H100 (not measured here:
+    # the development machines have no GPU).
+    "hh-rlhf": Preset(
+        name="hh-rlhf", pm_sizes=("13M", "42M", "197M"), num_pairs=(10_000, 40_000, 160_000),
+        seeds=(0,), lm_examples=None, mix_sizes=("13M", "42M"),
+        mix_fractions=(0.0, 0.25, 0.5, 0.75, 1.0), mix_pairs=40_000,
+        half_sizes=("13M", "42M", "197M"), half_pairs=80_000, policy_size="42M",
+        policy_sizes=("13M", "42M"), ppo_iterations=400, ppo_batch=128, ppo_lr=1e-5,
+        bon_prompts=256, bon_n=64,
+        dataset="hh_rlhf", lm_dataset="hh_rlhf/all", pm_dataset="hh_rlhf/all",
+        prompt_dataset="hh_rlhf/all", max_len=512, max_new_tokens=128, lm_batch=64, pm_batch=64,
+        dtype="bfloat16", expected_minutes="about 6 h on one H100 (estimate)"),
 }
 
 STAGES = ("data", "base_lm", "pm_scaling", "pm_mix", "pm_halves", "ppo", "best_of_n", "elo",
@@ -79,19 +106,28 @@ STAGES = ("data", "base_lm", "pm_scaling", "pm_mix", "pm_halves", "ppo", "best_o
 
 def _lm_config(p: Preset, data_dir: str, size: str) -> RunConfig:
   return RunConfig(
-      kind="lm", model_size=size, batch_size=64, log_every=50, checkpoint_every=500,
-      data=DataConfig(dataset=f"{p.dataset}/lm", data_dir=data_dir, max_len=p.max_len,
+      kind="lm", model_size=size, batch_size=p.lm_batch, log_every=50, checkpoint_every=500,
+      dtype=p.dtype,
+      data=DataConfig(dataset=p.lm_dataset, data_dir=data_dir, max_len=p.max_len,
                       num_train_pairs=p.lm_examples, num_eval_pairs=None),
       optim=OptimConfig(learning_rate=2e-3, warmup_steps=50, schedule="cosine"))
 
 
+def pm_learning_rate(size: str) -> float:
+  """Finetuning LR by width, 1e-3 sqrt(64 / d) within [3e-4, 2e-3]: wider PMs take smaller
+  Adam steps (at 1e-3 the 400k rung (d=128) trailed the 100k rung (d=64) on the same data)."""
+  from hh_jax.models import LADDER
+  d = LADDER[size][1]
+  return float(min(2e-3, max(3e-4, 1e-3 * (64 / d) ** 0.5)))
+
+
 def _pm_config(p: Preset, data_dir: str, root: str, size: str, **overrides) -> RunConfig:
   cfg = RunConfig(
-      kind="pm", model_size=size, batch_size=32, log_every=20, checkpoint_every=250,
-      init_from=os.path.join(root, "base_lm", size),
-      data=DataConfig(dataset=f"{p.dataset}/mix", data_dir=data_dir, max_len=p.max_len,
+      kind="pm", model_size=size, batch_size=p.pm_batch, log_every=20, checkpoint_every=250,
+      init_from=os.path.join(root, "base_lm", size), dtype=p.dtype,
+      data=DataConfig(dataset=p.pm_dataset, data_dir=data_dir, max_len=p.max_len,
                       num_eval_pairs=2_000),
-      optim=OptimConfig(learning_rate=1e-3, warmup_steps=10, schedule="constant"))
+      optim=OptimConfig(learning_rate=pm_learning_rate(size), warmup_steps=10, schedule="constant"))
   return override(cfg, overrides)
 
 
@@ -141,8 +177,8 @@ class Reproduction:
 
   def stage_data(self):
     from hh_jax.data import pipeline
-    for kind in ("lm", "mix", "prompts"):
-      pipeline.prepare(f"{self.p.dataset}/{kind}", self.data_dir)
+    for name in dict.fromkeys((self.p.lm_dataset, self.p.pm_dataset, self.p.prompt_dataset)):
+      pipeline.prepare(name, self.data_dir)
 
   def all_sizes(self) -> list[str]:
     from hh_jax.models import LADDER
@@ -189,9 +225,10 @@ class Reproduction:
     largest = self.p.half_sizes[-1]
     base = PPOConfig(
         test_pms=tests, num_iterations=self.p.ppo_iterations, batch_size=self.p.ppo_batch,
-        minibatch_size=16, ppo_epochs=2, max_new_tokens=16, prompt_len=self.p.max_len - 16 - 1,
-        prompt_dataset=f"{self.p.dataset}/prompts", data_dir=self.data_dir, checkpoint_every=20,
-        optim=OptimConfig(learning_rate=3e-4, warmup_steps=0, b2=0.999))
+        minibatch_size=16, ppo_epochs=2, max_new_tokens=self.p.max_new_tokens,
+        prompt_len=self.p.max_len - self.p.max_new_tokens - 1,
+        prompt_dataset=self.p.prompt_dataset, data_dir=self.data_dir, checkpoint_every=20,
+        optim=OptimConfig(learning_rate=self.p.ppo_lr, warmup_steps=0, b2=0.999))
     pairs = [(self.p.policy_size, pm) for pm in self.p.half_sizes]
     pairs += [(pol, largest) for pol in self.p.policy_sizes if (pol, largest) not in pairs]
     items = []
@@ -199,7 +236,8 @@ class Reproduction:
       main_run = policy == self.p.policy_size and pm == largest
       cfg = dataclasses.replace(
           base, policy_init=os.path.join(self.root, "base_lm", policy),
-          reward_pm=os.path.join(halves, f"train-{pm}"), snapshot_every=10 if main_run else 0)
+          reward_pm=os.path.join(halves, f"train-{pm}"),
+          snapshot_every=10 if main_run and self.p.has_gold else 0)
       items.append((f"policy-{policy}-pm-{pm}", cfg))
     return items
 
@@ -219,16 +257,21 @@ class Reproduction:
       return
     os.makedirs(out_dir, exist_ok=True)
     halves = os.path.join(self.root, "pm_halves")
-    prompts = pipeline.load_prompts(f"{self.p.dataset}/prompts", "test", self.p.max_len - 17,
+    prompt_len = self.p.max_len - self.p.max_new_tokens - 1
+    prompts = pipeline.load_prompts(self.p.prompt_dataset, "test", prompt_len,
                                     data_dir=self.data_dir, limit=self.p.bon_prompts)
     policy = load_model(os.path.join(self.root, "base_lm", self.p.policy_size))
     train_pm = load_model(os.path.join(halves, f"train-{self.p.half_sizes[-1]}"))
     tests = {f"test-{s}": load_model(os.path.join(halves, f"test-{s}")) for s in self.p.half_sizes}
-    best_of_n_eval(policy, train_pm, tests, prompts, out, n_max=self.p.bon_n, max_new_tokens=16,
-                   gold_fn=pipeline.world_gold_fn if self.p.dataset == "hh_synth" else None)
+    best_of_n_eval(policy, train_pm, tests, prompts, out, n_max=self.p.bon_n,
+                   max_new_tokens=self.p.max_new_tokens,
+                   gold_fn=pipeline.world_gold_fn if self.p.has_gold else None)
 
   def stage_elo(self):
     from hh_jax.eval.rl_evals import elo_eval
+    if not self.p.has_gold:
+      self.log("elo: no gold labeller on real data; skipped (PM-predicted Elo is in the RL analysis)")
+      return
     run = self.main_ppo_run()
     if not os.path.exists(os.path.join(run, "elo.json")):
       elo_eval(run)

@@ -80,18 +80,43 @@ class Attention(nnx.Module):
     self.qkv = nnx.Linear(d, 3 * d, dtype=cfg.compute_dtype, rngs=rngs)
     self.out = nnx.Linear(d, d, dtype=cfg.compute_dtype, rngs=rngs)
 
-  def __call__(self, x_btd, mask_bts, kv_cache=None, index=None):
-    """x (B,T,D), mask (B,T,S) bool -> (y (B,T,D), (k, v) of shape (B,S,N,H))."""
+  def __call__(self, x_btd, mask_bts, kv_cache=None, index=None, layer=None):
+    """x (B,T,D), mask (B,T,S) bool -> (y (B,T,D), new keys/values).
+
+    Without a cache the new keys/values are (k, v) of shape (B,T,N,H). With one,
+    kv_cache = (k_all, v_all) of shape (L,B,S,N,H) for all layers: this layer's new
+    keys/values are written at [layer, :, index:index+T] in place (one buffer update per
+    token instead of a copy of the whole cache) and the updated (k_all, v_all) is returned.
+
+        y = softmax(q k^T / sqrt(H) masked) v        per head, as two einsums
+    """
     b, t, _ = x_btd.shape
     n, h = self.cfg.n_heads, self.cfg.head_dim
     q, k, v = jnp.split(self.qkv(x_btd), 3, axis=-1)            # 3 x (B, T, D)
     q, k, v = (z.reshape(b, t, n, h) for z in (q, k, v))        # (B, T, N, H)
+    new_kv = (k, v)
     if kv_cache is not None:
-      k_cache, v_cache = kv_cache                                # (B, S, N, H)
-      k = jax.lax.dynamic_update_slice(k_cache, k.astype(k_cache.dtype), (0, index, 0, 0))
-      v = jax.lax.dynamic_update_slice(v_cache, v.astype(v_cache.dtype), (0, index, 0, 0))
-    y = jax.nn.dot_product_attention(q, k, v, mask=mask_bts[:, None])  # (B, T, N, H)
-    return self.out(y.reshape(b, t, n * h)), (k, v)
+      k_all, v_all = kv_cache                                    # (L, B, S, N, H)
+      at = (layer, 0, index, 0, 0)
+      k_all = jax.lax.dynamic_update_slice(k_all, k[None].astype(k_all.dtype), at)
+      v_all = jax.lax.dynamic_update_slice(v_all, v[None].astype(v_all.dtype), at)
+      k, v, new_kv = k_all[layer], v_all[layer], (k_all, v_all)  # (B, S, N, H)
+    return self.out(_attention(q, k, v, mask_bts).reshape(b, t, n * h)), new_kv
+
+
+def _attention(q_btnh, k_bsnh, v_bsnh, mask_bts):
+  """softmax(q k^T / sqrt(H), masked) v as two einsums -> (B, T, N, H).
+
+  Same maths as `jax.nn.dot_product_attention` (float32 logits, masked with the dtype's
+  minimum), written out because on CPU its lowering (a vmapped, broadcast form) makes the
+  backward pass ~2x slower at the small head dims (8..32) of the laptop ladder.
+  """
+  logits = jnp.einsum("btnh,bsnh->bnts", q_btnh, k_bsnh,
+                      preferred_element_type=jnp.float32)          # (B, N, T, S)
+  logits = logits * jnp.float32(q_btnh.shape[-1] ** -0.5)
+  logits = jnp.where(mask_bts[:, None], logits, jnp.finfo(jnp.float32).min)
+  probs = jax.nn.softmax(logits, axis=-1).astype(v_bsnh.dtype)
+  return jnp.einsum("bnts,bsnh->btnh", probs, v_bsnh)             # (B, T, N, H)
 
 
 class MLP(nnx.Module):
@@ -113,9 +138,9 @@ class Block(nnx.Module):
     self.ln_mlp = nnx.LayerNorm(cfg.d_model, dtype=cfg.compute_dtype, rngs=rngs)
     self.mlp = MLP(cfg, rngs=rngs)
 
-  def __call__(self, h, mask_bts, kv_cache=None, index=None, dropout_key=None):
+  def __call__(self, h, mask_bts, kv_cache=None, index=None, dropout_key=None, layer=None):
     k1, k2 = (None, None) if dropout_key is None else jax.random.split(dropout_key)
-    a, new_kv = self.attn(self.ln_attn(h), mask_bts, kv_cache, index)
+    a, new_kv = self.attn(self.ln_attn(h), mask_bts, kv_cache, index, layer)
     h = h + _dropout(a, self.cfg.dropout, k1)
     h = h + _dropout(self.mlp(self.ln_mlp(h)), self.cfg.dropout, k2)
     return h, new_kv
@@ -175,13 +200,12 @@ class Transformer(nnx.Module):
 
     h = self.embed(tokens_bt) + self.pos_embed(positions)                  # (B, T, D)
     hidden = [h] if return_hidden else None
-    new_k, new_v = [], []
+    kv = None if cache is None else (cache.k, cache.v)                    # (L, B, S, N, H)
     for i, block in enumerate(self.blocks):
       layer_key = None if dropout_key is None else jax.random.fold_in(dropout_key, i)
-      layer_cache = None if cache is None else (cache.k[i], cache.v[i])
-      h, (k, v) = block(h, mask_bts, layer_cache, index, layer_key)
-      new_k.append(k)
-      new_v.append(v)
+      h, new_kv = block(h, mask_bts, kv, index, layer_key, layer=i)
+      if cache is not None:
+        kv = new_kv
       if return_hidden:
         hidden.append(h)
     out = self.ln_f(h)                                                     # (B, T, D)
@@ -200,7 +224,7 @@ class Transformer(nnx.Module):
     if cache is None:
       return outputs
     new_cache = KVCache(
-        k=jnp.stack(new_k), v=jnp.stack(new_v), valid=key_valid_bs,
+        k=kv[0], v=kv[1], valid=key_valid_bs,
         index=cache.index + t,
         next_pos=cache.next_pos + pad_mask_bt.sum(axis=1).astype(jnp.int32))
     return outputs, new_cache

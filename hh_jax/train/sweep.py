@@ -51,7 +51,12 @@ def run_name(overrides: dict[str, Any]) -> str:
   parts = []
   for key, value in overrides.items():
     short = key.split(".")[-1]
-    text = os.path.basename(os.path.normpath(value)) if isinstance(value, str) and "/" in value else value
+    if isinstance(value, (tuple, list)):
+      text = len(value)                       # e.g. test_pms=4
+    elif isinstance(value, str) and "/" in value:
+      text = os.path.basename(os.path.normpath(value))
+    else:
+      text = value
     parts.append(f"{short}={text}")
   return re.sub(r"[^\w.,=+-]", "_", ",".join(parts))
 
