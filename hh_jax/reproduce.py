@@ -62,6 +62,7 @@ class Preset:
   lm_batch: int = 64
   pm_batch: int = 32
   dtype: str = "float32"
+  pm_checkpoint_every: int = 250
   expected_minutes: str = ""
 
   @property
@@ -83,6 +84,15 @@ PRESETS = {
         half_sizes=("6k", "25k", "100k"), half_pairs=16_000, policy_size="100k",
         policy_sizes=("25k", "100k"), ppo_iterations=100, ppo_batch=128, ppo_lr=5e-5,
         bon_prompts=128, bon_n=64, expected_minutes="< 60 on 2 CPU cores"),
+    # The end-to-end test's preset: every stage, tiny (about a minute on 2 CPU cores).
+    "smoke": Preset(
+        name="smoke", pm_sizes=("1k", "6k"), num_pairs=(200, 600), seeds=(0, 1),
+        lm_examples=None, mix_sizes=("1k",), mix_fractions=(0.0, 0.5, 1.0), mix_pairs=300,
+        half_sizes=("1k", "6k"), half_pairs=400, policy_size="6k", policy_sizes=("1k", "6k"),
+        ppo_iterations=4, ppo_batch=16, ppo_lr=1e-4, bon_prompts=8, bon_n=8,
+        lm_dataset="hh_synth/lm-1000-s0-t100", pm_dataset="hh_synth/mix-2000-s0-t300",
+        prompt_dataset="hh_synth/prompts-500-s0-t50", max_len=48, max_new_tokens=8,
+        expected_minutes="~1 on 2 CPU cores"),
     # Real data on one accelerator host: the paper's three smallest shapes trained from
     # scratch on HH-RLHF text (byte tokens), PMs on its comparisons, PPO on its prompts.
     # No gold reward exists here, so the Elo stage is skipped and best-of-N uses test PMs.
@@ -123,10 +133,11 @@ def pm_learning_rate(size: str) -> float:
 
 def _pm_config(p: Preset, data_dir: str, root: str, size: str, **overrides) -> RunConfig:
   cfg = RunConfig(
-      kind="pm", model_size=size, batch_size=p.pm_batch, log_every=20, checkpoint_every=250,
+      kind="pm", model_size=size, batch_size=p.pm_batch, log_every=20,
       init_from=os.path.join(root, "base_lm", size), dtype=p.dtype,
       data=DataConfig(dataset=p.pm_dataset, data_dir=data_dir, max_len=p.max_len,
                       num_eval_pairs=2_000),
+      checkpoint_every=p.pm_checkpoint_every,
       optim=OptimConfig(learning_rate=pm_learning_rate(size), warmup_steps=10, schedule="constant"))
   return override(cfg, overrides)
 
@@ -237,7 +248,7 @@ class Reproduction:
       cfg = dataclasses.replace(
           base, policy_init=os.path.join(self.root, "base_lm", policy),
           reward_pm=os.path.join(halves, f"train-{pm}"),
-          snapshot_every=10 if main_run and self.p.has_gold else 0)
+          snapshot_every=max(1, self.p.ppo_iterations // 10) if main_run and self.p.has_gold else 0)
       items.append((f"policy-{policy}-pm-{pm}", cfg))
     return items
 

@@ -36,7 +36,8 @@ from hh_jax.models.config import ModelConfig
 class KVCache(NamedTuple):
   """Fixed-shape decoding state for all layers.
 
-  k, v:     (L, B, S, N, H) keys and values per layer, S = cache length.
+  k, v:     (L, B, N, S, H) keys and values per layer, S = cache length (heads before
+            slots: the layout the attention einsums read without a transpose).
   valid:    (B, S) bool, which slots hold real (non-pad) tokens.
   index:    () int32, the next slot to write (same for every row).
   next_pos: (B,) int32, the position id of each row's next token.
@@ -53,7 +54,7 @@ def init_cache(cfg: ModelConfig, batch_size: int, cache_len: int) -> KVCache:
   """An empty cache of `cache_len` slots (prompt + generated tokens)."""
   if cache_len > cfg.max_len:
     raise ValueError(f"cache_len={cache_len} exceeds the model's max_len={cfg.max_len}")
-  shape = (cfg.n_layers, batch_size, cache_len, cfg.n_heads, cfg.head_dim)
+  shape = (cfg.n_layers, batch_size, cfg.n_heads, cache_len, cfg.head_dim)
   return KVCache(
       k=jnp.zeros(shape, cfg.compute_dtype),
       v=jnp.zeros(shape, cfg.compute_dtype),
@@ -83,9 +84,9 @@ class Attention(nnx.Module):
   def __call__(self, x_btd, mask_bts, kv_cache=None, index=None, layer=None):
     """x (B,T,D), mask (B,T,S) bool -> (y (B,T,D), new keys/values).
 
-    Without a cache the new keys/values are (k, v) of shape (B,T,N,H). With one,
-    kv_cache = (k_all, v_all) of shape (L,B,S,N,H) for all layers: this layer's new
-    keys/values are written at [layer, :, index:index+T] in place (one buffer update per
+    Without a cache the new keys/values are (k, v) of shape (B,N,T,H). With one,
+    kv_cache = (k_all, v_all) of shape (L,B,N,S,H) for all layers: this layer's new
+    keys/values are written at [layer, :, :, index:index+T] in place (one buffer update per
     token instead of a copy of the whole cache) and the updated (k_all, v_all) is returned.
 
         y = softmax(q k^T / sqrt(H) masked) v        per head, as two einsums
@@ -93,30 +94,31 @@ class Attention(nnx.Module):
     b, t, _ = x_btd.shape
     n, h = self.cfg.n_heads, self.cfg.head_dim
     q, k, v = jnp.split(self.qkv(x_btd), 3, axis=-1)            # 3 x (B, T, D)
-    q, k, v = (z.reshape(b, t, n, h) for z in (q, k, v))        # (B, T, N, H)
+    q = q.reshape(b, t, n, h)                                    # (B, T, N, H)
+    k, v = (z.reshape(b, t, n, h).transpose(0, 2, 1, 3) for z in (k, v))  # (B, N, T, H)
     new_kv = (k, v)
     if kv_cache is not None:
-      k_all, v_all = kv_cache                                    # (L, B, S, N, H)
-      at = (layer, 0, index, 0, 0)
+      k_all, v_all = kv_cache                                    # (L, B, N, S, H)
+      at = (layer, 0, 0, index, 0)
       k_all = jax.lax.dynamic_update_slice(k_all, k[None].astype(k_all.dtype), at)
       v_all = jax.lax.dynamic_update_slice(v_all, v[None].astype(v_all.dtype), at)
-      k, v, new_kv = k_all[layer], v_all[layer], (k_all, v_all)  # (B, S, N, H)
+      k, v, new_kv = k_all[layer], v_all[layer], (k_all, v_all)  # (B, N, S, H)
     return self.out(_attention(q, k, v, mask_bts).reshape(b, t, n * h)), new_kv
 
 
-def _attention(q_btnh, k_bsnh, v_bsnh, mask_bts):
+def _attention(q_btnh, k_bnsh, v_bnsh, mask_bts):
   """softmax(q k^T / sqrt(H), masked) v as two einsums -> (B, T, N, H).
 
   Same maths as `jax.nn.dot_product_attention` (float32 logits, masked with the dtype's
   minimum), written out because on CPU its lowering (a vmapped, broadcast form) makes the
   backward pass ~2x slower at the small head dims (8..32) of the laptop ladder.
   """
-  logits = jnp.einsum("btnh,bsnh->bnts", q_btnh, k_bsnh,
+  logits = jnp.einsum("btnh,bnsh->bnts", q_btnh, k_bnsh,
                       preferred_element_type=jnp.float32)          # (B, N, T, S)
   logits = logits * jnp.float32(q_btnh.shape[-1] ** -0.5)
   logits = jnp.where(mask_bts[:, None], logits, jnp.finfo(jnp.float32).min)
-  probs = jax.nn.softmax(logits, axis=-1).astype(v_bsnh.dtype)
-  return jnp.einsum("bnts,bsnh->btnh", probs, v_bsnh)             # (B, T, N, H)
+  probs = jax.nn.softmax(logits, axis=-1).astype(v_bnsh.dtype)
+  return jnp.einsum("bnts,bnsh->btnh", probs, v_bnsh)             # (B, T, N, H)
 
 
 class MLP(nnx.Module):
@@ -200,7 +202,7 @@ class Transformer(nnx.Module):
 
     h = self.embed(tokens_bt) + self.pos_embed(positions)                  # (B, T, D)
     hidden = [h] if return_hidden else None
-    kv = None if cache is None else (cache.k, cache.v)                    # (L, B, S, N, H)
+    kv = None if cache is None else (cache.k, cache.v)                    # (L, B, N, S, H)
     for i, block in enumerate(self.blocks):
       layer_key = None if dropout_key is None else jax.random.fold_in(dropout_key, i)
       h, new_kv = block(h, mask_bts, kv, index, layer_key, layer=i)
