@@ -44,6 +44,10 @@ from hh_jax.train import optim, pm, rl_core, rollout
 VOCAB = 259                       # byte tokenizer: 256 bytes + PAD/EOS/EOC
 TORCH_PEER = pathlib.Path(__file__).resolve().parent.parent / "benchmarks" / "torch_pm.py"
 BACKEND_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+# XLA:CPU hands reductions (softmax, LayerNorm, bias gradients) to YNNPACK by default, which
+# is slower than XLA's own loops at these sizes; keeping YNNPACK for dots only is measured
+# beside the default (`pm_step_tokens_per_s_dot_only_ynn`). Applies per executable.
+CPU_DOT_ONLY_YNN = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +76,7 @@ class BenchConfig:
   memory_size: str = "3M"
   memory_steps: int = 3
   torch: bool = True
+  dot_only_ynn: bool = True       # also time the PM step compiled with CPU_DOT_ONLY_YNN
 
 
 QUICK = BenchConfig(steps=3, repeats=2, decode_repeats=2, loop_ratio=20)
@@ -170,22 +175,34 @@ def _pm_setup(size: str, seq: int, total_steps: int):
   return cfg, pm.make_step(graphdef, optimizer), state
 
 
-def pm_step_throughput(size: str, bc: BenchConfig, peak_flops: float) -> dict:
-  """tokens/s = 2 * pairs * seq / (seconds per step); MFU against `peak_flops`."""
-  cfg, step, state = _pm_setup(size, bc.seq, total_steps=1000)
+def pm_step_seconds(size: str, bc: BenchConfig, compiler_options: dict | None = None) -> float:
+  """Best seconds per call of the jitted PM train step (compiled with `compiler_options`)."""
+  _, step, state = _pm_setup(size, bc.seq, total_steps=1000)
   batch = jax.device_put(random_pm_batch(bc.pairs, bc.seq))
   key = jax.random.key(0)
+  if compiler_options:
+    step = step.lower(state, batch, key).compile(compiler_options=compiler_options)
   holder = {"state": state}
 
   def one_step():
     holder["state"], metrics = step(holder["state"], batch, key)
     return metrics["pm/loss"]
 
-  seconds = best_seconds_per_call(one_step, bc.steps, bc.repeats)
+  return best_seconds_per_call(one_step, bc.steps, bc.repeats)
+
+
+def pm_step_throughput(size: str, bc: BenchConfig, peak_flops: float) -> dict:
+  """tokens/s = 2 * pairs * seq / (seconds per step); MFU = 3 * fwd FLOPs/token * tokens/s / peak."""
+  cfg = models.ladder_config(size, vocab_size=VOCAB, max_len=bc.seq)
   tokens = 2 * bc.pairs * bc.seq
-  flops_per_s = 3 * models.forward_flops_per_token(cfg, bc.seq) * tokens / seconds
-  return {"non_embedding_params": models.count_params(cfg), "pm_step_tokens_per_s": tokens / seconds,
-          "pm_step_flops_per_s": flops_per_s, "pm_step_mfu": flops_per_s / peak_flops}
+  flops_per_token = 3 * models.forward_flops_per_token(cfg, bc.seq)
+  seconds = pm_step_seconds(size, bc)
+  result = {"non_embedding_params": models.count_params(cfg), "pm_step_tokens_per_s": tokens / seconds,
+            "pm_step_flops_per_s": flops_per_token * tokens / seconds,
+            "pm_step_mfu": flops_per_token * tokens / seconds / peak_flops}
+  if bc.dot_only_ynn and jax.default_backend() == "cpu":
+    result["pm_step_tokens_per_s_dot_only_ynn"] = tokens / pm_step_seconds(size, bc, CPU_DOT_ONLY_YNN)
+  return result
 
 
 # ----------------------------------------------------------------------------- decoding
@@ -350,7 +367,9 @@ def machine_info() -> dict:
   except (OSError, StopIteration):
     pass
   return {"nproc": os.cpu_count(), "cpu": cpu, "jax_backend": jax.default_backend(),
-          "device": jax.devices()[0].device_kind, "jax_version": jax.__version__}
+          "device": jax.devices()[0].device_kind, "jax_version": jax.__version__,
+          # Other processes on a shared machine skew every number: record how busy it was.
+          "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
 
 
 def run(bc: BenchConfig, log=print) -> dict:
@@ -414,8 +433,9 @@ def run(bc: BenchConfig, log=print) -> dict:
   log(f"compilations: {short['compiles']} ({short['steps']} steps) vs "
       f"{long['compiles']} ({long['steps']} steps)")
 
-  pm_mem = run_child("pm_loop", size=bc.memory_size, steps=bc.memory_steps, pairs=bc.pairs,
-                     seq=bc.seq)
+  # The long compile-count loop is already a PM run at loop_size: reuse it when sizes agree.
+  pm_mem = long if bc.memory_size == bc.loop_size else run_child(
+      "pm_loop", size=bc.memory_size, steps=bc.memory_steps, pairs=bc.pairs, seq=bc.seq)
   ppo_mem = run_child("ppo_like", size=bc.memory_size, iterations=bc.memory_steps,
                       batch=bc.decode_batch, prompt_len=bc.prompt_len, new_tokens=bc.new_tokens)
   results["peak_rss_mb"] = {"pm_run": pm_mem["peak_rss_mb"], "ppo_like": ppo_mem["peak_rss_mb"],
@@ -434,14 +454,17 @@ def format_table(results: dict) -> str:
            + (f", bfloat16 {results['matmul_peak_flops_bf16'] / 1e9:.1f} GFLOP/s"
               if "matmul_peak_flops_bf16" in results else ""),
            "",
-           "| size | non-emb params | hh-jax tokens/s | GFLOP/s | MFU | torch tokens/s | hh-jax / torch |",
-           "|---|---:|---:|---:|---:|---:|---:|"]
+           "| size | non-emb params | hh-jax tokens/s | GFLOP/s | MFU | torch tokens/s | hh-jax / torch "
+           "| hh-jax, YNN dots only |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|"]
   for size, r in results["sizes"].items():
     torch_tps = r.get("torch_pm_step_tokens_per_s")
     lines.append(
         f"| {size} | {r['non_embedding_params']:,} | {r['pm_step_tokens_per_s']:,.0f} | "
         f"{r['pm_step_flops_per_s'] / 1e9:.1f} | {r['pm_step_mfu']:.1%} | "
-        + (f"{torch_tps:,.0f} | {r['speedup_vs_torch']:.2f}x |" if torch_tps else "skipped | - |"))
+        + (f"{torch_tps:,.0f} | {r['speedup_vs_torch']:.2f}x |" if torch_tps else "skipped | - |")
+        + (f" {r['pm_step_tokens_per_s_dot_only_ynn']:,.0f} |"
+           if "pm_step_tokens_per_s_dot_only_ynn" in r else " - |"))
   bc = results["config"]
   cached, uncached = results["decode_cached_tokens_per_s"], results["decode_uncached_tokens_per_s"]
   hf = results.get("hf_generate_tokens_per_s")
@@ -494,6 +517,7 @@ def main(argv=None) -> int:
   start = time.perf_counter()
   results = run(bc)
   results["wall_seconds"] = time.perf_counter() - start
+  results["load_average_1min_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
   results.update(flat_summary(results))
   print(format_table(results))
   print(f"bench wall time: {results['wall_seconds']:.0f} s")
