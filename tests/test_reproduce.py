@@ -98,3 +98,26 @@ def test_report_says_when_the_tension_does_not_hold(tmp_path):
   claims = {c["id"]: c for c in report.write_report(str(tmp_path))["claims"]}
   assert not claims["helpful_harmless_tension"]["held"]
   assert not claims["train_test_pm_divergence"]["held"]      # the test PM kept up
+
+
+@pytest.mark.parametrize("name", ["quick", "laptop", "hh-rlhf", "smoke"])
+def test_every_preset_builds_its_runs(name, tmp_path):
+  """Every stage's configs build (valid sizes, fields, paths) without touching any data."""
+  from hh_jax import reproduce
+  from hh_jax.models import LADDER
+  preset = reproduce.PRESETS[name]
+  repro = reproduce.Reproduction(preset, str(tmp_path / name), progress=True)
+  sizes = repro.all_sizes()
+  assert set(preset.pm_sizes) <= set(sizes) <= set(LADDER)
+  cfg = reproduce._pm_config(preset, repro.data_dir, repro.root, preset.pm_sizes[-1],
+                             **{"data.num_train_pairs": preset.num_pairs[-1]})
+  assert cfg.init_from.endswith(f"base_lm/{preset.pm_sizes[-1]}") and cfg.dtype == preset.dtype
+  items = repro.ppo_items()
+  names = [n for n, _ in items]
+  assert len(set(names)) == len(names)
+  main = os.path.basename(repro.main_ppo_run())
+  assert main in names
+  snapshots = {n: c.snapshot_every for n, c in items}
+  assert (snapshots[main] > 0) == preset.has_gold     # Elo needs the gold labeller
+  for _, c in items:
+    assert c.prompt_len + c.max_new_tokens < preset.max_len
