@@ -96,8 +96,9 @@ PRESETS = {
     # Real data on one accelerator host: the paper's three smallest shapes trained from
     # scratch on HH-RLHF text (byte tokens), PMs on its comparisons, PPO on its prompts.
     # No gold reward exists here, so the Elo stage is skipped and best-of-N uses test PMs.
-    # Run time is an estimate from FLOP counts at 40% MFU on one H100 (not measured here:
-    # the development machines have no GPU).
+    # Run time is an estimate, not a measurement (the development machines have no GPU):
+    # ~8e17 training FLOPs (6 N tokens summed over every run) at 40% of an H100's bf16 peak
+    # is ~35 min, plus latency-bound PPO decoding (~5 runs x 400 iterations x 128 tokens).
     "hh-rlhf": Preset(
         name="hh-rlhf", pm_sizes=("13M", "42M", "197M"), num_pairs=(10_000, 40_000, 160_000),
         seeds=(0,), lm_examples=None, mix_sizes=("13M", "42M"),
@@ -107,7 +108,7 @@ PRESETS = {
         bon_prompts=256, bon_n=64,
         dataset="hh_rlhf", lm_dataset="hh_rlhf/all", pm_dataset="hh_rlhf/all",
         prompt_dataset="hh_rlhf/all", max_len=512, max_new_tokens=128, lm_batch=64, pm_batch=64,
-        dtype="bfloat16", expected_minutes="about 6 h on one H100 (estimate)"),
+        dtype="bfloat16", expected_minutes="an estimated 1-2 h on one H100 (not measured)"),
 }
 
 STAGES = ("data", "base_lm", "pm_scaling", "pm_mix", "pm_halves", "ppo", "best_of_n", "elo",
@@ -145,10 +146,12 @@ def _pm_config(p: Preset, data_dir: str, root: str, size: str, **overrides) -> R
 class Reproduction:
   """Runs the stages of one preset into `results/<preset>/`."""
 
-  def __init__(self, preset: Preset, out_dir: str, progress: bool = True):
+  def __init__(self, preset: Preset, out_dir: str, progress: bool = True,
+               data_dir: str | None = None, manual_dir: str | None = None):
     self.p = preset
     self.root = os.path.abspath(out_dir)
-    self.data_dir = os.path.join(self.root, "tfds")
+    self.data_dir = os.path.abspath(data_dir) if data_dir else os.path.join(self.root, "tfds")
+    self.manual_dir = manual_dir
     self.progress = progress
     os.makedirs(self.root, exist_ok=True)
     self.log_path = os.path.join(self.root, "reproduce.log")
@@ -189,7 +192,7 @@ class Reproduction:
   def stage_data(self):
     from hh_jax.data import pipeline
     for name in dict.fromkeys((self.p.lm_dataset, self.p.pm_dataset, self.p.prompt_dataset)):
-      pipeline.prepare(name, self.data_dir)
+      pipeline.prepare(name, self.data_dir, self.manual_dir)
 
   def all_sizes(self) -> list[str]:
     from hh_jax.models import LADDER
@@ -326,6 +329,10 @@ def main(argv: list[str]) -> int:
   parser.add_argument("--out", default=None, help="default: results/<preset>")
   parser.add_argument("--stages", default=None,
                       help=f"comma-separated subset of {','.join(STAGES)} (default: all)")
+  parser.add_argument("--data_dir", default=None,
+                      help="TFDS data_dir (default: <out>/tfds); reuse a prepared hh_rlhf here")
+  parser.add_argument("--manual_dir", default=None,
+                      help="offline HH-RLHF release files ({subset}/{split}.jsonl.gz)")
   parser.add_argument("--no-progress", action="store_true")
   args = parser.parse_args(argv)
   preset = PRESETS[args.preset]
@@ -336,7 +343,8 @@ def main(argv: list[str]) -> int:
           file=sys.stderr)
     return 2
   repro = Reproduction(preset, args.out or os.path.join("results", preset.name),
-                       progress=not args.no_progress)
+                       progress=not args.no_progress, data_dir=args.data_dir,
+                       manual_dir=args.manual_dir)
   repro.log(f"hh-jax reproduce --preset {preset.name} ({preset.expected_minutes}) -> {repro.root}")
   repro.run(stages)
   return 0
