@@ -51,17 +51,22 @@ def _save_all(figures: dict, out_dir: str) -> list[str]:
   return written
 
 
+def _write(found, result: dict, figures: dict, notes: list, out_dir: str, json_name: str) -> dict:
+  """Save the figures and the result JSON; return {"result", "figures", "notes", "files", "skipped"}."""
+  result["skipped_unfinished"] = found.skipped
+  os.makedirs(out_dir, exist_ok=True)
+  files = _save_all(figures, out_dir)
+  json_path = os.path.join(out_dir, json_name)
+  write_json(json_path, result)
+  return {"result": result, "figures": figures, "notes": notes, "files": files + [json_path],
+          "skipped": found.skipped}
+
+
 def run_pm(root: str, out_dir: str, n_boot: int = 1000, seed: int = 0) -> dict:
   """PM analysis of every finished PM run under root; returns {"result", "figures", "notes", "files"}."""
   found = discover(root)
   result, figures, notes = pm_lib.analyze_pm(found.runs, n_boot=n_boot, seed=seed)
-  result["skipped_unfinished"] = found.skipped
-  os.makedirs(out_dir, exist_ok=True)
-  files = _save_all(figures, out_dir)
-  json_path = os.path.join(out_dir, "pm_analysis.json")
-  write_json(json_path, result)
-  return {"result": result, "figures": figures, "notes": notes, "files": files + [json_path],
-          "skipped": found.skipped}
+  return _write(found, result, figures, notes, out_dir, "pm_analysis.json")
 
 
 def run_rl(root: str, out_dir: str, budget: float | None = None) -> dict:
@@ -69,13 +74,7 @@ def run_rl(root: str, out_dir: str, budget: float | None = None) -> dict:
   found = discover(root)
   result, figures, notes = rl_lib.analyze_rl(found.runs, find_files(root, "bon.json"),
                                              find_files(root, "elo.json"), budget=budget)
-  result["skipped_unfinished"] = found.skipped
-  os.makedirs(out_dir, exist_ok=True)
-  files = _save_all(figures, out_dir)
-  json_path = os.path.join(out_dir, "rl_analysis.json")
-  write_json(json_path, result)
-  return {"result": result, "figures": figures, "notes": notes, "files": files + [json_path],
-          "skipped": found.skipped}
+  return _write(found, result, figures, notes, out_dir, "rl_analysis.json")
 
 
 def _report(name: str, out: dict, lines: list[str]) -> None:

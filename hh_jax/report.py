@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from hh_jax.metrics import read_jsonl
+
 CLAIM_IDS = ("pm_accuracy_vs_params", "pm_accuracy_vs_data", "pm_loglinear_fit", "pm_calibration",
              "helpful_harmless_tension", "rl_reward_linear_in_sqrt_kl", "train_test_pm_divergence",
              "larger_pm_more_robust", "best_of_n", "elo")
@@ -129,8 +131,7 @@ def _gain_gaps(root: str, run_name: str, window: int = 5) -> dict:
   path = os.path.join(root, "ppo", run_name, "metrics.jsonl")
   if not os.path.exists(path):
     return {}
-  with open(path) as f:
-    records = [json.loads(line) for line in f if line.strip()]
+  records = read_jsonl(path)
   train = np.array([r["ppo/score_train"] for r in records])
   names = sorted(k[len("ppo/score_test/"):] for k in records[0] if k.startswith("ppo/score_test/"))
   n = len(records)

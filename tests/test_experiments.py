@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from hh_jax.config import RunConfig, override
+from hh_jax.config import override
 from hh_jax.train import sweep
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

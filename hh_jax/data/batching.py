@@ -231,7 +231,27 @@ class _EpochOrder:
     return rows, live
 
 
-class PairIterator:
+class _Resumable:
+  """Length, state and restore of an iterator whose batch rows come from `self._order`."""
+
+  _order: _EpochOrder
+
+  def __len__(self) -> int:
+    """Batches per epoch."""
+    return len(self._order)
+
+  def state(self) -> dict:
+    """JSON-serialisable position: {epoch, position, seed, num_examples, batch_size}."""
+    return self._order.state()
+
+  def restore(self, state: Mapping[str, Any]) -> None:
+    self._order.restore(state)
+
+  def __iter__(self):
+    return self
+
+
+class PairIterator(_Resumable):
   """Shuffled, resumable `PairBatch`es over `PairArrays`.
 
   Args:
@@ -254,20 +274,6 @@ class PairIterator:
       raise ValueError(f"the largest bucket {self.buckets[-1]} is shorter than the longest "
                        f"sequence ({arrays.seq_len} tokens)")
     self._order = _EpochOrder(len(arrays), batch_size, seed, drop_remainder, num_epochs, state)
-
-  def __len__(self) -> int:
-    """Batches per epoch."""
-    return len(self._order)
-
-  def state(self) -> dict:
-    """JSON-serialisable position: {epoch, position, seed, num_examples, batch_size}."""
-    return self._order.state()
-
-  def restore(self, state: Mapping[str, Any]) -> None:
-    self._order.restore(state)
-
-  def __iter__(self) -> PairIterator:
-    return self
 
   def _length(self, longest: int) -> int:
     if self.buckets is None:
@@ -303,7 +309,7 @@ class LMBatch(NamedTuple):
   weight: np.ndarray
 
 
-class LMIterator:
+class LMIterator(_Resumable):
   """Shuffled, resumable `LMBatch`es over a (N, T) matrix of `encode_lm_sequence` rows.
 
   Same order and state semantics as `PairIterator` (no buckets).
@@ -315,18 +321,6 @@ class LMIterator:
     if self.tokens.ndim != 2:
       raise ValueError(f"tokens must be (N, T), got shape {self.tokens.shape}")
     self._order = _EpochOrder(len(self.tokens), batch_size, seed, drop_remainder, num_epochs, state)
-
-  def __len__(self) -> int:
-    return len(self._order)
-
-  def state(self) -> dict:
-    return self._order.state()
-
-  def restore(self, state: Mapping[str, Any]) -> None:
-    self._order.restore(state)
-
-  def __iter__(self) -> LMIterator:
-    return self
 
   def __next__(self) -> LMBatch:
     rows, live = self._order.next_rows()

@@ -15,6 +15,7 @@ fixed (seed 0) permutation: every run of a sweep is scored on the same pairs.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import os
@@ -109,8 +110,8 @@ def encoded_pairs(dataset: str, split: str, tokenizer_spec: str, max_len: int,
   if os.path.exists(path):
     z = np.load(path)
     arrays = batching.PairArrays(
-        **{k: z[k] for k in ("chosen_tokens", "rejected_tokens", "chosen_eoc_index",
-                             "rejected_eoc_index", "num_turns", "source", "weight")},
+        **{f.name: z[f.name] for f in dataclasses.fields(batching.PairArrays)
+           if f.name != "source_names"},
         source_names=tuple(str(s) for s in z["source_names"]))
     extras = {k[len("extra_"):]: z[k] for k in z.files if k.startswith("extra_")}
     return arrays, extras
@@ -120,14 +121,9 @@ def encoded_pairs(dataset: str, split: str, tokenizer_spec: str, max_len: int,
             for k in GOLD_FIELDS if examples and k in examples[0]}
   extras["chosen_len"] = np.asarray([len(ex["chosen"]) for ex in examples], np.int32)
   extras["rejected_len"] = np.asarray([len(ex["rejected"]) for ex in examples], np.int32)
-  _save_npz_atomic(path, **{f.name: getattr(arrays, f.name) for f in _fields(arrays)},
+  _save_npz_atomic(path, **{f.name: getattr(arrays, f.name) for f in dataclasses.fields(arrays)},
                    **{f"extra_{k}": v for k, v in extras.items()})
   return arrays, extras
-
-
-def _fields(arrays):
-  import dataclasses
-  return dataclasses.fields(arrays)
 
 
 def take(arrays: batching.PairArrays, rows: np.ndarray) -> batching.PairArrays:

@@ -126,6 +126,19 @@ def _pieces(text: str) -> list[bytes]:
   return [m.group().encode("utf-8") for m in _PIECE_RE.finditer(text)]
 
 
+def _merge_pair(ids: list[int], pair: tuple[int, int], merged: int) -> list[int]:
+  """Replace each non-overlapping occurrence of `pair`, left to right, by `merged`."""
+  out, i = [], 0
+  while i < len(ids):
+    if i + 1 < len(ids) and (ids[i], ids[i + 1]) == pair:
+      out.append(merged)
+      i += 2
+    else:
+      out.append(ids[i])
+      i += 1
+  return out
+
+
 class BpeTokenizer:
   """Byte-level BPE (Sennrich et al. 2016 over UTF-8 bytes), trained locally by `train_bpe`.
 
@@ -167,15 +180,7 @@ class BpeTokenizer:
       best = min(ranks)
       if best == len(self.merges):
         break
-      pair, merged, out, i = self.merges[best], NUM_SPECIAL + NUM_BYTES + best, [], 0
-      while i < len(ids):
-        if i + 1 < len(ids) and (ids[i], ids[i + 1]) == pair:
-          out.append(merged)
-          i += 2
-        else:
-          out.append(ids[i])
-          i += 1
-      ids = out
+      ids = _merge_pair(ids, self.merges[best], NUM_SPECIAL + NUM_BYTES + best)
     if len(self._cache) < 200_000:
       self._cache[piece] = ids
     return ids
@@ -231,14 +236,7 @@ def train_bpe(texts: Iterable[str], num_merges: int) -> BpeTokenizer:
         if pair_count[pair] <= 0:
           del pair_count[pair]
         pair_words[pair].discard(w)
-      out, i = [], 0
-      while i < len(ids):
-        if i + 1 < len(ids) and (ids[i], ids[i + 1]) == best:
-          out.append(merged)
-          i += 2
-        else:
-          out.append(ids[i])
-          i += 1
+      out = _merge_pair(ids, best, merged)
       words[w] = out
       for pair in zip(out[:-1], out[1:]):  # add its new pair counts
         pair_count[pair] += f

@@ -76,13 +76,14 @@ def elo_eval(ppo_run_dir: str, *, reward: str = "hh", beta: float = 2.0, seed: i
   gold_key = f"gold_{reward}"
   if gold_key not in snaps[0].files:
     raise KeyError(f"{paths[0]} has no {gold_key}: Elo from the gold labeler needs the synthetic world")
+  from hh_jax.data.world.labeler import preference_prob  # the gold labeler's own rule
   rewards = np.stack([s[gold_key] for s in snaps])                      # (M, P)
   m = len(snaps)
   rng = np.random.default_rng(seed)
   wins = np.zeros((m, m))
   for i in range(m):
     for j in range(i + 1, m):
-      p_i = 0.5 * (1 + np.tanh(0.5 * beta * (rewards[i] - rewards[j])))
+      p_i = preference_prob(rewards[i], rewards[j], beta)
       i_won = rng.random(len(p_i)) < p_i
       wins[i, j] += i_won.sum()
       wins[j, i] += (~i_won).sum()

@@ -13,8 +13,9 @@ import jax.numpy as jnp
 
 from hh_jax import models
 from hh_jax.data.tokenizers import PAD_ID
-from hh_jax.train.optim import apply_gradients, current_learning_rate
-from hh_jax.train.pm import _global_norm, _jit_step
+import optax
+
+from hh_jax.train.optim import apply_gradients, current_learning_rate, jit_train_step
 
 
 def lm_loss(graphdef, params, batch, dropout_key=None):
@@ -39,11 +40,11 @@ def make_step(graphdef, optimizer, *, donate: bool = True, shardings=None):
     (loss, metrics), grads = jax.value_and_grad(
         lambda p: lm_loss(graphdef, p, batch, key), has_aux=True)(state["params"])
     new_state = apply_gradients(state, grads, optimizer)
-    metrics = {**metrics, "loss": loss, "grad_norm": _global_norm(grads),
+    metrics = {**metrics, "loss": loss, "grad_norm": optax.global_norm(grads),
                "learning_rate": current_learning_rate(state["opt_state"])}
     return new_state, {f"lm/{k}": v for k, v in metrics.items()}
 
-  return _jit_step(step, donate, shardings)
+  return jit_train_step(step, donate, shardings)
 
 
 def make_eval_step(graphdef):

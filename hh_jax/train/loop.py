@@ -22,7 +22,6 @@ import time
 from typing import Any, Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from tqdm.auto import tqdm
@@ -32,7 +31,7 @@ from hh_jax import sharding as shd
 from hh_jax.checkpoint import Checkpointer, key_from_json, key_to_json
 from hh_jax.config import RunConfig, from_dict, to_dict
 from hh_jax.data.batching import LMIterator, PairArrays, PairIterator
-from hh_jax.metrics import LateFetcher, MetricWriter, check_finite, to_python
+from hh_jax.metrics import LateFetcher, MetricWriter, check_finite, read_jsonl, to_python
 from hh_jax.train import lm as lm_lib
 from hh_jax.train import pm as pm_lib
 from hh_jax.train.optim import init_train_state, make_optimizer
@@ -58,17 +57,17 @@ class LMData:
 # ----------------------------------------------------------------------------- run files
 
 
-def write_or_check_config(run_dir: str, cfg: RunConfig) -> None:
+def write_or_check_config(run_dir: str, config: dict) -> None:
   """Write config.json, or check that an existing one (a resumed run) is the same config."""
   os.makedirs(run_dir, exist_ok=True)
   path = os.path.join(run_dir, "config.json")
-  new = to_dict(cfg)
+  new = json.loads(json.dumps(config))          # as it reads back (tuples become lists)
   if os.path.exists(path):
     with open(path) as f:
       old = json.load(f)
-    if old != json.loads(json.dumps(new)):
-      diff = sorted(k for k in set(_flat(old)) | set(_flat(new))
-                    if _flat(old).get(k) != _flat(json.loads(json.dumps(new))).get(k))
+    if old != new:
+      flat_old, flat_new = _flat(old), _flat(new)
+      diff = sorted(k for k in flat_old.keys() | flat_new.keys() if flat_old.get(k) != flat_new.get(k))
       raise ValueError(f"{path} holds a different config (fields {diff}); use a new run "
                        f"directory or delete this one")
     return
@@ -165,7 +164,7 @@ def train(cfg: RunConfig, run_dir: str, data: PMData | LMData, *, progress: bool
   if os.path.exists(summary_path):
     with open(summary_path) as f:
       return json.load(f)
-  write_or_check_config(run_dir, cfg)
+  write_or_check_config(run_dir, to_dict(cfg))
   t_start = time.time()
 
   model_cfg = model_config_of(cfg, data.tokenizer.vocab_size)
@@ -278,7 +277,7 @@ def train(cfg: RunConfig, run_dir: str, data: PMData | LMData, *, progress: bool
       "data/examples_seen": examples_seen, "train/steps": step,
       "time/seconds": time.time() - t_start,
   })
-  last = [json.loads(l) for l in open(writer.path)] if os.path.exists(writer.path) else []
+  last = read_jsonl(writer.path) if os.path.exists(writer.path) else []
   if last:
     summary[f"train/final_{cfg.kind}_loss"] = last[-1].get(loss_key)
   with open(summary_path, "w") as f:

@@ -61,6 +61,22 @@ def init_train_state(params, optimizer: optax.GradientTransformation, hparams: d
   }
 
 
+def jit_train_step(step, donate: bool = True, shardings=None):
+  """jax.jit a `step(state, batch, key) -> (state, metrics)`, the state donated.
+
+  shardings: optional (state_shardings, batch_sharding) pinning layouts on a mesh; the key
+  and the metrics are replicated.
+  """
+  donate_argnums = (0,) if donate else ()
+  if shardings is None:
+    return jax.jit(step, donate_argnums=donate_argnums)
+  state_shardings, batch_sharding = shardings
+  replicated = jax.sharding.NamedSharding(batch_sharding.mesh, jax.sharding.PartitionSpec())
+  return jax.jit(step, donate_argnums=donate_argnums,
+                 in_shardings=(state_shardings, batch_sharding, replicated),
+                 out_shardings=(state_shardings, replicated))
+
+
 def apply_gradients(state, grads, optimizer: optax.GradientTransformation):
   """One optimizer update: params <- params + update(grads); step <- step + 1."""
   updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])

@@ -29,7 +29,9 @@ import jax
 import jax.numpy as jnp
 
 from hh_jax import models
-from hh_jax.train.optim import apply_gradients, current_learning_rate
+import optax
+
+from hh_jax.train.optim import apply_gradients, current_learning_rate, jit_train_step
 from hh_jax.train.rl_core import bradley_terry_loss
 
 PM_HPARAMS = {"harmless_weight": 1.0}
@@ -65,11 +67,11 @@ def make_step(graphdef, optimizer, *, donate: bool = True, shardings=None):
 
     (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
     new_state = apply_gradients(state, grads, optimizer)
-    metrics = {**metrics, "loss": loss, "grad_norm": _global_norm(grads),
+    metrics = {**metrics, "loss": loss, "grad_norm": optax.global_norm(grads),
                "learning_rate": current_learning_rate(state["opt_state"])}
     return new_state, {f"pm/{k}": v for k, v in metrics.items()}
 
-  return _jit_step(step, donate, shardings)
+  return jit_train_step(step, donate, shardings)
 
 
 def make_eval_step(graphdef, *, shardings=None):
@@ -85,17 +87,3 @@ def make_eval_step(graphdef, *, shardings=None):
   state_shardings, batch_sharding = shardings
   return jax.jit(eval_step, in_shardings=(state_shardings["params"], batch_sharding))
 
-
-def _global_norm(tree):
-  return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
-
-
-def _jit_step(step, donate: bool, shardings):
-  donate_argnums = (0,) if donate else ()
-  if shardings is None:
-    return jax.jit(step, donate_argnums=donate_argnums)
-  state_shardings, batch_sharding = shardings
-  replicated = jax.sharding.NamedSharding(batch_sharding.mesh, jax.sharding.PartitionSpec())
-  return jax.jit(step, donate_argnums=donate_argnums,
-                 in_shardings=(state_shardings, batch_sharding, replicated),
-                 out_shardings=(state_shardings, replicated))

@@ -31,6 +31,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from tqdm.auto import tqdm
 
 from hh_jax import models
@@ -38,11 +39,10 @@ from hh_jax import sharding as shd
 from hh_jax.checkpoint import Checkpointer, key_from_json, key_to_json
 from hh_jax.config import MeshConfig, OptimConfig, to_dict
 from hh_jax.data.batching import LMIterator
-from hh_jax.data.tokenizers import PAD_ID
 from hh_jax.metrics import MetricWriter, NonFiniteLossError, to_python
 from hh_jax.train import rl_core
-from hh_jax.train.optim import apply_gradients, init_train_state, make_optimizer
-from hh_jax.train.pm import _global_norm
+from hh_jax.train.loop import load_params, save_params, write_or_check_config
+from hh_jax.train.optim import apply_gradients, init_train_state, jit_train_step, make_optimizer
 from hh_jax.train.rollout import generate, pm_input, response_logprobs
 
 
@@ -111,7 +111,6 @@ class Model:
 
 
 def load_model(run_dir: str) -> Model:
-  from hh_jax.train.loop import load_params  # local import: loop imports this module's deps
   cfg, graphdef, params = load_params(run_dir)
   return Model(graphdef, params, cfg)
 
@@ -206,10 +205,10 @@ def make_update_step(policy_graphdef, value_graphdef, optimizer, temperature: fl
         lambda p: ppo_loss(policy_graphdef, value_graphdef, p, mb, state["hparams"], temperature),
         has_aux=True)(state["params"])
     new_state = apply_gradients(state, grads, optimizer)
-    metrics = {**metrics, "loss": loss, "grad_norm": _global_norm(grads)}
+    metrics = {**metrics, "loss": loss, "grad_norm": optax.global_norm(grads)}
     return new_state, {f"ppo/{k}": v for k, v in metrics.items()}
 
-  return jax.jit(step, donate_argnums=(0,))
+  return jit_train_step(step)
 
 
 # ----------------------------------------------------------------------------- the run
@@ -229,7 +228,7 @@ def train_ppo(cfg: PPOConfig, run_dir: str, data: PPOData, *, progress: bool = T
     with open(summary_path) as f:
       return json.load(f)
   os.makedirs(run_dir, exist_ok=True)
-  _write_or_check(run_dir, cfg)
+  write_or_check_config(run_dir, {**to_dict(cfg), "kind": "ppo"})
   t_start = time.time()
 
   policy = load_model(cfg.policy_init)
@@ -367,7 +366,6 @@ def train_ppo(cfg: PPOConfig, run_dir: str, data: PPOData, *, progress: bool = T
   ckpt.close()
   snapshot(cfg.num_iterations)
 
-  from hh_jax.train.loop import save_params
   save_params(run_dir, policy.cfg, jax.device_get(state["params"]["policy"]))
   summary = summarize_ppo(run_dir)
   summary["time/seconds"] = time.time() - t_start
@@ -397,20 +395,6 @@ def summarize_ppo(run_dir: str) -> dict:
     out.update({"fit/first_half_slope": float(slope), "fit/first_half_r2": float(r2)})
   out["ppo/iterations"] = last["step"]
   return out
-
-
-def _write_or_check(run_dir: str, cfg: PPOConfig) -> None:
-  path = os.path.join(run_dir, "config.json")
-  new = json.loads(json.dumps(to_dict(cfg)))
-  new["kind"] = "ppo"
-  if os.path.exists(path):
-    with open(path) as f:
-      old = json.load(f)
-    if old != new:
-      raise ValueError(f"{path} holds a different PPO config; use a new run directory")
-    return
-  with open(path, "w") as f:
-    json.dump(new, f, indent=2)
 
 
 def _run_name(path: str) -> str:
