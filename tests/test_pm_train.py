@@ -144,3 +144,31 @@ def test_sharded_step_on_8_fake_devices_equals_one_device():
                         text=True, timeout=300, env={**os.environ, "PYTHONPATH": root})
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "SHARDED_OK" in proc.stdout
+
+
+def test_init_from_keeps_the_score_head_of_a_pm_and_drops_that_of_an_lm(tmp_path, finished_run):
+  """LM -> PM starts a fresh score head; PMP (a PM run) -> finetuning keeps every parameter."""
+  import jax
+  import shutil
+  from hh_jax import models
+  run_dir, _ = finished_run
+  _, _, trained = loop.load_params(run_dir)
+  model_cfg = models.ladder_config(CFG.model_size, vocab_size=ToyTokenizer().vocab_size,
+                                   max_len=CFG.data.max_len)
+  _, fresh = models.init(model_cfg, jax.random.key(123))
+  equal = lambda a, b: all(jax.tree.leaves(jax.tree.map(np.array_equal, a, b)))  # noqa: E731
+
+  from_pm = loop.init_from_run(run_dir, fresh)
+  assert equal(from_pm, trained)
+
+  lm_dir = str(tmp_path / "as_lm")              # the same weights, labelled as an LM run
+  shutil.copytree(run_dir, lm_dir)
+  with open(os.path.join(lm_dir, "config.json")) as f:
+    cfg = json.load(f)
+  with open(os.path.join(lm_dir, "config.json"), "w") as f:
+    json.dump({**cfg, "kind": "lm"}, f)
+  from_lm = loop.init_from_run(lm_dir, fresh)
+  assert equal(from_lm["score_head"], fresh["score_head"])
+  assert not equal(from_lm["score_head"], trained["score_head"])
+  assert equal({k: v for k, v in from_lm.items() if k != "score_head"},
+               {k: v for k, v in trained.items() if k != "score_head"})

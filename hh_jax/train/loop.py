@@ -130,14 +130,29 @@ def abstract_model(model_cfg: models.ModelConfig):
   return out["graphdef"], abstract
 
 
+def run_kind(run_dir: str) -> str | None:
+  """The `kind` ("lm", "pm", ...) in a run directory's config.json (None if it has none)."""
+  path = os.path.join(run_dir, "config.json")
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f).get("kind")
+
+
 def init_from_run(run_dir: str, params):
-  """Copy every parameter of a finished run (e.g. a base LM) into `params`, except the score
-  head, which stays freshly initialised (a PM from an LM, as in the paper)."""
+  """Copy every parameter of a finished run into `params`.
+
+  From an LM (a base model), the score head stays freshly initialised: a PM from an LM, as in
+  the paper. From a PM (a preference-model-pretraining run, PMP), the score head is kept too,
+  so finetuning continues from the pretrained PM (paper section 2: LM -> PMP -> finetuning).
+  """
   src_cfg, _, src = load_params(run_dir)
   dst_shapes = jax.tree.map(lambda x: x.shape, {k: v for k, v in params.items() if k != "score_head"})
   src_shapes = jax.tree.map(lambda x: x.shape, {k: v for k, v in src.items() if k != "score_head"})
   if dst_shapes != src_shapes:
     raise ValueError(f"init_from={run_dir}: its model ({src_cfg}) does not match this run's shapes")
+  if run_kind(run_dir) == "pm":
+    return src
   return {**src, "score_head": params["score_head"]}
 
 
