@@ -6,6 +6,8 @@ Measured in one run, so that every ratio is taken side by side:
   PM step   tokens/s of `hh_jax.train.pm.make_step` per laptop size and its model FLOP
             utilisation  MFU = 3 * forward_flops_per_token * tokens/s / peak_f32
             (forward + backward = 3x the forward matmul FLOPs, attention included);
+            on CPU also the same step compiled with XLA's defaults instead of
+            `optim.CPU_TRAIN_STEP_COMPILER_OPTIONS` (the A/B of that option);
   peer      the same PM step in PyTorch (`benchmarks/torch_pm.py`, eager, same threads);
   decode    reply tokens/s of `generate` (KV cache) vs `generate_uncached`, and vs
             Hugging Face `GPT2LMHeadModel.generate` on the same shape (greedy, use_cache);
@@ -44,10 +46,8 @@ from hh_jax.train import optim, pm, rl_core, rollout
 VOCAB = 259                       # byte tokenizer: 256 bytes + PAD/EOS/EOC
 TORCH_PEER = pathlib.Path(__file__).resolve().parent.parent / "benchmarks" / "torch_pm.py"
 BACKEND_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
-# XLA:CPU hands reductions (softmax, LayerNorm, bias gradients) to YNNPACK by default, which
-# is slower than XLA's own loops at these sizes; keeping YNNPACK for dots only is measured
-# beside the default (`pm_step_tokens_per_s_dot_only_ynn`). Applies per executable.
-CPU_DOT_ONLY_YNN = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT"}
+# On CPU the train steps compile with YNNPACK for dots only (optim.CPU_TRAIN_STEP_COMPILER_OPTIONS);
+# `pm_step_tokens_per_s_xla_default` times the same step with XLA's defaults beside it.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,7 +76,7 @@ class BenchConfig:
   memory_size: str = "3M"
   memory_steps: int = 3
   torch: bool = True
-  dot_only_ynn: bool = True       # also time the PM step compiled with CPU_DOT_ONLY_YNN
+  dot_only_ynn: bool = True       # on CPU also time the PM step with XLA's defaults (A/B)
 
 
 QUICK = BenchConfig(steps=3, repeats=2, decode_repeats=2, loop_ratio=20)
@@ -175,13 +175,19 @@ def _pm_setup(size: str, seq: int, total_steps: int):
   return cfg, pm.make_step(graphdef, optimizer), state
 
 
-def pm_step_seconds(size: str, bc: BenchConfig, compiler_options: dict | None = None) -> float:
-  """Best seconds per call of the jitted PM train step (compiled with `compiler_options`)."""
-  _, step, state = _pm_setup(size, bc.seq, total_steps=1000)
+def pm_step(size: str, seq: int, xla_defaults: bool = False):
+  """(jitted PM step, fresh state) at `size`; xla_defaults: without the CPU compiler options."""
+  _, step, state = _pm_setup(size, seq, total_steps=1000)
+  if xla_defaults:   # the same traced function, re-jitted (`make_step` is jax.jit(step))
+    step = optim.jit_train_step(step.__wrapped__, xla_defaults=True)
+  return step, state
+
+
+def pm_step_seconds(size: str, bc: BenchConfig, xla_defaults: bool = False) -> float:
+  """Best seconds per call of the jitted PM train step (with XLA's default options if asked)."""
+  step, state = pm_step(size, bc.seq, xla_defaults)
   batch = jax.device_put(random_pm_batch(bc.pairs, bc.seq))
   key = jax.random.key(0)
-  if compiler_options:
-    step = step.lower(state, batch, key).compile(compiler_options=compiler_options)
   holder = {"state": state}
 
   def one_step():
@@ -200,8 +206,8 @@ def pm_step_throughput(size: str, bc: BenchConfig, peak_flops: float) -> dict:
   result = {"non_embedding_params": models.count_params(cfg), "pm_step_tokens_per_s": tokens / seconds,
             "pm_step_flops_per_s": flops_per_token * tokens / seconds,
             "pm_step_mfu": flops_per_token * tokens / seconds / peak_flops}
-  if bc.dot_only_ynn and jax.default_backend() == "cpu":
-    result["pm_step_tokens_per_s_dot_only_ynn"] = tokens / pm_step_seconds(size, bc, CPU_DOT_ONLY_YNN)
+  if bc.dot_only_ynn and optim.train_step_compiler_options():
+    result["pm_step_tokens_per_s_xla_default"] = tokens / pm_step_seconds(size, bc, True)
   return result
 
 
@@ -455,7 +461,7 @@ def format_table(results: dict) -> str:
               if "matmul_peak_flops_bf16" in results else ""),
            "",
            "| size | non-emb params | hh-jax tokens/s | GFLOP/s | MFU | torch tokens/s | hh-jax / torch "
-           "| hh-jax, YNN dots only |",
+           "| hh-jax, XLA defaults |",
            "|---|---:|---:|---:|---:|---:|---:|---:|"]
   for size, r in results["sizes"].items():
     torch_tps = r.get("torch_pm_step_tokens_per_s")
@@ -463,8 +469,8 @@ def format_table(results: dict) -> str:
         f"| {size} | {r['non_embedding_params']:,} | {r['pm_step_tokens_per_s']:,.0f} | "
         f"{r['pm_step_flops_per_s'] / 1e9:.1f} | {r['pm_step_mfu']:.1%} | "
         + (f"{torch_tps:,.0f} | {r['speedup_vs_torch']:.2f}x |" if torch_tps else "skipped | - |")
-        + (f" {r['pm_step_tokens_per_s_dot_only_ynn']:,.0f} |"
-           if "pm_step_tokens_per_s_dot_only_ynn" in r else " - |"))
+        + (f" {r['pm_step_tokens_per_s_xla_default']:,.0f} |"
+           if "pm_step_tokens_per_s_xla_default" in r else " - |"))
   bc = results["config"]
   cached, uncached = results["decode_cached_tokens_per_s"], results["decode_uncached_tokens_per_s"]
   hf = results.get("hf_generate_tokens_per_s")
