@@ -130,7 +130,8 @@ def fit_metric(records: Sequence[dict], metric: str, p0: float, d0: float, n_boo
   boot = fits.bootstrap_loglinear(rows, n_boot=n_boot, seed=seed, p0=p0, d0=d0)
   acc = [r["acc"] for r in rows]
   slices = fits.per_slice_fits(acc, [r["params"] for r in rows], [r["data"] for r in rows])
-  return {"fit": boot["fit"], "ci95": {k: list(v) for k, v in boot["ci"].items()},
+  return {"fit": boot["fit"], "fit_cells": boot["fit_cells"],
+          "ci95": {k: list(v) for k, v in boot["ci"].items()},
           "n_cells": boot["n_cells"], "n_runs": len(rows),
           "seeds_per_cell": len(rows) / boot["n_cells"], "per_slice": _json_slices(slices)}
 
@@ -185,6 +186,7 @@ def fig_accuracy_vs_data(cells: Sequence[dict], fit_result: dict):
   colors = plots.size_colors([s for _, s in sizes])
   for ax, metric in zip(axes, metrics):
     fit = fit_result["metrics"].get(metric, {}).get("fit")
+    fit_cells = fit_result["metrics"].get(metric, {}).get("fit_cells")
     for params, size in sizes:
       cs = sorted((c for c in cells if c["model_size"] == size and f"{metric}_mean" in c),
                   key=lambda c: c["num_train"])
@@ -202,6 +204,8 @@ def fig_accuracy_vs_data(cells: Sequence[dict], fit_result: dict):
       ax.plot([], [], "--", color="gray", linewidth=1.0,
               label=f"fit a + b ln(P/{fit['p0']:.0e}) + c ln(D/{fit['d0']:.0e}); bands: +-std over seeds")
       title += f"\na={fit['a']:.3f}  b={fit['b']:.4f}  c={fit['c']:.4f}  R$^2$={fit['r2']:.3f}"
+      if fit_cells is not None:
+        title += f" (seed means {fit_cells['r2']:.3f})"
     ax.set_xscale("log")
     plots.label_axes(ax, "comparisons (pairs)", "accuracy", title, legend=False)
   plots.figure_legend(fig, axes)
@@ -491,8 +495,8 @@ def summary_lines(result: dict) -> list[str]:
   for metric, m in result["scaling"]["metrics"].items():
     f, ci = m["fit"], m["ci95"]
     lines.append(f"  {metric}: a={f['a']:.4f} b={f['b']:.4f} [{ci['b'][0]:.4f}, {ci['b'][1]:.4f}] "
-                 f"c={f['c']:.4f} [{ci['c'][0]:.4f}, {ci['c'][1]:.4f}] R^2={f['r2']:.3f} "
-                 f"({m['n_runs']} runs, {m['n_cells']} cells)")
+                 f"c={f['c']:.4f} [{ci['c'][0]:.4f}, {ci['c'][1]:.4f}] R^2={f['r2']:.3f} over runs, "
+                 f"{m['fit_cells']['r2']:.3f} over seed means ({m['n_runs']} runs, {m['n_cells']} cells)")
   lines.append(f"  paper (helpful): a={paper['a']} b={paper['b']} c={paper['c']} (P0=1e11, D0=8e4)")
   if "calibration" in result:
     lines.append(f"  calibration ECE (pooled): {result['calibration']['pooled']['ece']:.4f}")

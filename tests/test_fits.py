@@ -91,6 +91,26 @@ def test_bootstrap_loglinear_ci_shape_and_width():
   assert out["boot"]["a"].shape == (300,)
 
 
+def test_cell_mean_fit_removes_seed_noise_that_cancels_within_cells():
+  # Two seeds per cell at law +- e: each cell's mean is the law exactly, so the fit to the
+  # seed means recovers (a, b, c) with R^2 = 1, while the run-level R^2 is
+  # 1 - e^2 / (var(law) + e^2) (the runs' residuals are exactly +-e).
+  e = 0.01
+  records = [{"params": p, "data": d, "seed": s, "acc": _law(p, d) + (e if s else -e)}
+             for p in PARAMS for d in DATA for s in (0, 1)]
+  out = fits.bootstrap_loglinear(records, n_boot=50, seed=0, p0=P0, d0=D0)
+  cells = out["fit_cells"]
+  assert (cells["a"], cells["b"], cells["c"]) == pytest.approx((A, B, C), abs=1e-10)
+  assert cells["r2"] == pytest.approx(1.0)
+  # A balanced design: the run-level coefficients are the same, the R^2 is not.
+  assert (out["fit"]["b"], out["fit"]["c"]) == pytest.approx((B, C), abs=1e-10)
+  law = np.array([_law(p, d) for p in PARAMS for d in DATA])
+  assert out["fit"]["r2"] == pytest.approx(1 - e**2 / (law.var() + e**2))
+  # Resampling seeds with replacement can draw the same seed twice, so replicates fall below 1.
+  lo, hi = out["ci"]["r2_cells"]
+  assert 0.0 < lo <= hi < 1.0
+
+
 def test_bootstrap_loglinear_ci_covers_truth():
   # Over 20 independent synthetic sweeps, the 95% CIs of a, b, c must contain the true law most
   # of the time. (Resampling k = 4 seeds per cell shrinks the variance by (k - 1) / k, so the
