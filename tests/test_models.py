@@ -134,13 +134,13 @@ def test_score_at_end_of_context_ignores_extra_padding(small):
   assert len(set(np.round(np.asarray(base), 4))) == B
 
 
-def _cached_logits(cfg, graphdef, params, prompt, continuation):
+def _cached_logits(cfg, graphdef, params, prompt, continuation, cache_empty=False):
   """Prefill `prompt`, then feed `continuation` one token at a time inside lax.scan."""
 
   @jax.jit
   def run(params, prompt, continuation):
     cache = M.init_cache(cfg, prompt.shape[0], prompt.shape[1] + continuation.shape[1])
-    out, cache = M.prefill(graphdef, params, prompt, cache)
+    out, cache = M.prefill(graphdef, params, prompt, cache, cache_empty=cache_empty)
 
     def step(cache, tok):
       logits, _, cache = M.decode_step(graphdef, params, tok, cache)
@@ -152,16 +152,19 @@ def _cached_logits(cfg, graphdef, params, prompt, continuation):
   return run(params, prompt, continuation)
 
 
-def test_cached_decoding_reproduces_full_forward(small):
+@pytest.mark.parametrize("cache_empty", [False, True])
+def test_cached_decoding_reproduces_full_forward(small, cache_empty):
   cfg, graphdef, params, tokens = small
   p = 4
-  prefill_logits, step_logits = _cached_logits(cfg, graphdef, params, tokens[:, :p], tokens[:, p:])
+  prefill_logits, step_logits = _cached_logits(cfg, graphdef, params, tokens[:, :p], tokens[:, p:],
+                                               cache_empty)
   full = M.apply(graphdef, params, tokens).logits
   cached = jnp.concatenate([prefill_logits, step_logits], axis=1)       # (B, T, V)
   np.testing.assert_allclose(np.asarray(cached), np.asarray(full), atol=1e-5, rtol=0)
 
 
-def test_cached_decoding_with_left_padded_prompts(small):
+@pytest.mark.parametrize("cache_empty", [False, True])
+def test_cached_decoding_with_left_padded_prompts(small, cache_empty):
   cfg, graphdef, params, tokens = small
   prompt_lens = np.array([5, 2, 3])
   p = 5
@@ -169,11 +172,27 @@ def test_cached_decoding_with_left_padded_prompts(small):
   for i, n in enumerate(prompt_lens):
     prompt[i, p - n:] = np.asarray(tokens[i, :n])
   cont = np.stack([np.asarray(tokens[i, n:n + 4]) for i, n in enumerate(prompt_lens)])
-  _, step_logits = _cached_logits(cfg, graphdef, params, jnp.asarray(prompt), jnp.asarray(cont))
+  _, step_logits = _cached_logits(cfg, graphdef, params, jnp.asarray(prompt), jnp.asarray(cont),
+                                  cache_empty)
   for i, n in enumerate(prompt_lens):   # each row alone, unpadded, through the full pass
     row = jnp.asarray(np.asarray(tokens[i, :n + 4])[None])
     full = M.apply(graphdef, params, row).logits[0, n:n + 4]
     np.testing.assert_allclose(np.asarray(step_logits[i]), np.asarray(full), atol=1e-5, rtol=0)
+
+
+def test_empty_cache_prefill_matches_general_prefill(small):
+  """cache_empty=True (attention over the prompt only) writes the same cache and logits."""
+  cfg, graphdef, params, tokens = small
+  prompt = jnp.where(jnp.arange(6)[None] >= jnp.array([[0], [3], [1]]), tokens[:, :6], PAD_ID)
+  cache = M.init_cache(cfg, B, 9)
+  assert len(cache.k) == len(cache.v) == cfg.n_layers                  # one buffer per layer
+  assert cache.k[0].shape == (B, cfg.n_heads, 9, cfg.head_dim)
+  general, cache_a = jax.jit(lambda p, x: M.prefill(graphdef, p, x, cache))(params, prompt)
+  fresh, cache_b = jax.jit(lambda p, x: M.prefill(graphdef, p, x, cache, cache_empty=True))(
+      params, prompt)
+  np.testing.assert_allclose(np.asarray(fresh.logits), np.asarray(general.logits), atol=1e-6)
+  for a, b in zip(jax.tree.leaves(cache_a), jax.tree.leaves(cache_b)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
 
 
 def test_jitted_forward_compiles_once_per_shape(small):

@@ -40,14 +40,17 @@ def apply(graphdef, params, tokens_bt, *, pad_mask=None, score_index=None, dropo
                                   dropout_key=dropout_key, return_hidden=return_hidden)
 
 
-def prefill(graphdef, params, tokens_bt, cache: KVCache, *, pad_mask=None):
+def prefill(graphdef, params, tokens_bt, cache: KVCache, *, pad_mask=None,
+            cache_empty: bool = False):
   """Run a (left-padded) prompt through the model, writing its keys/values into `cache`.
 
   Returns (ModelOutputs, cache). The next-token logits are `outputs.logits[:, -1]`.
+  cache_empty=True (only for a cache fresh from `init_cache`) attends over the prompt's own
+  T keys instead of all S cache slots: same result, less work.
   """
   if pad_mask is None:
     pad_mask = default_pad_mask(tokens_bt)
-  return _merge(graphdef, params)(tokens_bt, pad_mask, cache=cache)
+  return _merge(graphdef, params)(tokens_bt, pad_mask, cache=cache, cache_empty=cache_empty)
 
 
 def decode_step(graphdef, params, token_b, cache: KVCache, *, pad_mask_b=None):

@@ -57,7 +57,7 @@ def generate(graphdef, params, prompt_bp, key, *, max_new_tokens: int, temperatu
   b, p = prompt_bp.shape
   cfg = models.config_of(graphdef, params)
   cache = models.init_cache(cfg, b, p + max_new_tokens)
-  out, cache = models.prefill(graphdef, params, prompt_bp, cache)
+  out, cache = models.prefill(graphdef, params, prompt_bp, cache, cache_empty=True)
   logits = out.logits[:, -1]                                               # (B, V)
 
   def step(carry, key_t):
