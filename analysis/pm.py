@@ -203,9 +203,9 @@ def fig_accuracy_vs_data(cells: Sequence[dict], fit_result: dict):
     if fit is not None:
       ax.plot([], [], "--", color="gray", linewidth=1.0,
               label=f"fit a + b ln(P/{fit['p0']:.0e}) + c ln(D/{fit['d0']:.0e}); bands: +-std over seeds")
-      title += f"\na={fit['a']:.3f}  b={fit['b']:.4f}  c={fit['c']:.4f}  R$^2$={fit['r2']:.3f}"
+      title += f"\na={fit['a']:.3f}  b={fit['b']:.4f}  c={fit['c']:.4f}\nR$^2$={fit['r2']:.3f} over runs"
       if fit_cells is not None:
-        title += f" (seed means {fit_cells['r2']:.3f})"
+        title += f", {fit_cells['r2']:.3f} over seed means"
     ax.set_xscale("log")
     plots.label_axes(ax, "comparisons (pairs)", "accuracy", title, legend=False)
   plots.figure_legend(fig, axes)
