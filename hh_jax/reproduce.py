@@ -1,7 +1,7 @@
 """`hh-jax reproduce`: the paper's central claims end to end, with a report beside the paper.
 
+    hh-jax reproduce                     # --preset laptop: < 60 min on 2 CPU cores, the full CPU-scale study
     hh-jax reproduce --preset quick      # < 10 min on 2 CPU cores, every figure present
-    hh-jax reproduce --preset laptop     # < 60 min on 2 CPU cores, the full CPU-scale study
 
 Stages (each resumable: finished runs are skipped, a killed run resumes from its checkpoint):
 
@@ -345,7 +345,9 @@ class Reproduction:
 
 def main(argv: list[str]) -> int:
   parser = argparse.ArgumentParser(prog="hh-jax reproduce", description=__doc__.splitlines()[0])
-  parser.add_argument("--preset", default="quick", choices=sorted(PRESETS))
+  parser.add_argument("--preset", default="laptop", choices=sorted(PRESETS),
+                      help="laptop (default): the full CPU-scale study, < 60 min on 2 cores; "
+                           "quick: every stage and figure in ~5 min; hh-rlhf: real data on an accelerator")
   parser.add_argument("--out", default=None, help="default: results/<preset>")
   parser.add_argument("--stages", default=None,
                       help=f"comma-separated subset of {','.join(STAGES)} (default: all)")
