@@ -22,7 +22,7 @@ HAS_HF = HAS_TORCH and importlib.util.find_spec("transformers") is not None
 TINY = dataclasses.replace(
     bench.QUICK, sizes=("1k",), steps=1, repeats=1, matmul_n=128, decode_size="1k",
     decode_batch=2, prompt_len=4, new_tokens=3, decode_repeats=1, loop_size="1k", loop_steps=2,
-    loop_ratio=10, memory_size="1k", memory_steps=1, torch=HAS_TORCH, dot_only_ynn=False)
+    loop_ratio=10, memory_size="1k", memory_steps=1, torch=HAS_TORCH, xla_default_ab=False)
 
 
 @pytest.fixture(scope="module")

@@ -130,13 +130,14 @@ def abstract_model(model_cfg: models.ModelConfig):
   return out["graphdef"], abstract
 
 
-def run_kind(run_dir: str) -> str | None:
-  """The `kind` ("lm", "pm", ...) in a run directory's config.json (None if it has none)."""
+def run_config_field(run_dir: str, field: str):
+  """One top-level field of a run directory's config.json (e.g. "kind", "model_size"), read
+  as raw JSON so it works for any run kind; None if the run has no config.json or no field."""
   path = os.path.join(run_dir, "config.json")
   if not os.path.exists(path):
     return None
   with open(path) as f:
-    return json.load(f).get("kind")
+    return json.load(f).get(field)
 
 
 def init_from_run(run_dir: str, params):
@@ -151,7 +152,7 @@ def init_from_run(run_dir: str, params):
   src_shapes = jax.tree.map(lambda x: x.shape, {k: v for k, v in src.items() if k != "score_head"})
   if dst_shapes != src_shapes:
     raise ValueError(f"init_from={run_dir}: its model ({src_cfg}) does not match this run's shapes")
-  if run_kind(run_dir) == "pm":
+  if run_config_field(run_dir, "kind") == "pm":
     return src
   return {**src, "score_head": params["score_head"]}
 

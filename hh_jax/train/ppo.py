@@ -41,7 +41,7 @@ from hh_jax.config import MeshConfig, OptimConfig, to_dict
 from hh_jax.data.batching import LMIterator
 from hh_jax.metrics import MetricWriter, NonFiniteLossError, to_python
 from hh_jax.train import rl_core
-from hh_jax.train.loop import load_params, save_params, write_or_check_config
+from hh_jax.train.loop import load_params, run_config_field, save_params, write_or_check_config
 from hh_jax.train.optim import apply_gradients, init_train_state, jit_train_step, make_optimizer
 from hh_jax.train.rollout import generate, pm_input, response_logprobs
 
@@ -406,16 +406,8 @@ def _write_pms_json(run_dir: str, cfg: PPOConfig, policy: Model, pm: Model, test
   def describe(path: str, model: Model) -> dict:
     return {"name": _run_name(path), "run": os.path.abspath(path),
             "params": models.count_params(model.cfg),
-            "model_size": _model_size_of(path)}
+            "model_size": run_config_field(path, "model_size")}
   out = {"policy": describe(cfg.policy_init, policy), "train": describe(cfg.reward_pm, pm),
          "test": [describe(d, t) for d, t in zip(cfg.test_pms, tests)]}
   with open(os.path.join(run_dir, "pms.json"), "w") as f:
     json.dump(out, f, indent=2)
-
-
-def _model_size_of(run_dir: str) -> str | None:
-  try:
-    with open(os.path.join(run_dir, "config.json")) as f:
-      return json.load(f).get("model_size")
-  except FileNotFoundError:
-    return None
