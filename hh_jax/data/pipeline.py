@@ -27,6 +27,25 @@ from hh_jax.config import DataConfig
 from hh_jax.data import batching, tokenizers
 from hh_jax.data.tokenizers import PAD_ID
 
+@dataclasses.dataclass
+class PMData:
+  """Everything a PM run reads: encoded pairs, and per-eval-pair extras (gold p_chosen, lengths)."""
+
+  tokenizer: tokenizers.Tokenizer
+  train: batching.PairArrays
+  eval: batching.PairArrays
+  eval_extras: dict[str, np.ndarray]
+
+
+@dataclasses.dataclass
+class LMData:
+  """An LM run's sequences: text + EOS, right-padded with PAD."""
+
+  tokenizer: tokenizers.Tokenizer
+  train_tokens: np.ndarray          # (N, T) int32
+  eval_tokens: np.ndarray           # (M, T) int32
+
+
 GOLD_FIELDS = ("p_chosen", "gold_helpful_chosen", "gold_helpful_rejected",
                "gold_harmless_chosen", "gold_harmless_rejected")
 
@@ -168,9 +187,7 @@ def select_rows(source: np.ndarray, source_names: tuple[str, ...], seed: int, nu
 
 
 def load_pm_data(cfg: DataConfig, seed: int):
-  """PMData (see hh_jax.train.loop) for a PM run."""
-  from hh_jax.train.loop import PMData
-
+  """PMData for a PM run."""
   train, _ = encoded_pairs(cfg.dataset, cfg.train_split, cfg.tokenizer, cfg.max_len,
                            cfg.data_dir, cfg.manual_dir)
   evals, extras = encoded_pairs(cfg.dataset, cfg.eval_split, cfg.tokenizer, cfg.max_len,
@@ -186,8 +203,6 @@ def load_pm_data(cfg: DataConfig, seed: int):
 def load_lm_data(cfg: DataConfig, seed: int, num_eval: int = 1024):
   """LMData: every `text` of an LM corpus (or every chosen transcript of a comparison set)
   encoded as text + EOS, right-padded to max_len."""
-  from hh_jax.train.loop import LMData
-
   data_dir = cfg.data_dir or default_data_dir()
   tok = get_tokenizer(cfg.dataset, cfg.tokenizer)
 

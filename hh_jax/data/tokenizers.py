@@ -18,10 +18,7 @@ from typing import Iterable, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-PAD_ID = 0
-EOS_ID = 1
-EOC_ID = 2
-NUM_SPECIAL = 3
+from hh_jax.special_tokens import EOC_ID, EOS_ID, NUM_SPECIAL, PAD_ID  # noqa: F401 (re-exported)
 
 
 @runtime_checkable

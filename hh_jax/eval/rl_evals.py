@@ -22,16 +22,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hh_jax.data.world.labeler import preference_prob  # the gold labeler's own rule
 from hh_jax.eval import best_of_n, elo
+from hh_jax.train.rollout import generate, make_pm_score_fn
 
 
 def best_of_n_eval(policy, train_pm, test_pms: dict, prompts: np.ndarray, out_path: str, *,
                    n_max: int = 64, max_new_tokens: int = 16, temperature: float = 1.0,
                    gold_fn=None, seed: int = 0, chunk: int = 512) -> dict:
   """Best-of-n curves (module docstring). policy/PMs are `hh_jax.train.ppo.Model`s."""
-  from hh_jax.train.ppo import make_pm_score_fn
-  from hh_jax.train.rollout import generate
-
   p = len(prompts)
   rep = np.repeat(prompts, n_max, axis=0)                                # (P*N, T)
   gen = jax.jit(lambda params, x, k: generate(policy.graphdef, params, x, k,
@@ -76,7 +75,6 @@ def elo_eval(ppo_run_dir: str, *, reward: str = "hh", beta: float = 2.0, seed: i
   gold_key = f"gold_{reward}"
   if gold_key not in snaps[0].files:
     raise KeyError(f"{paths[0]} has no {gold_key}: Elo from the gold labeler needs the synthetic world")
-  from hh_jax.data.world.labeler import preference_prob  # the gold labeler's own rule
   rewards = np.stack([s[gold_key] for s in snaps])                      # (M, P)
   m = len(snaps)
   rng = np.random.default_rng(seed)

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from hh_jax import models
-from hh_jax.data.tokenizers import PAD_ID
+from hh_jax.special_tokens import PAD_ID
 import optax
 
 from hh_jax.train.optim import apply_gradients, current_learning_rate, jit_train_step

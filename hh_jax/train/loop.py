@@ -31,27 +31,11 @@ from hh_jax import sharding as shd
 from hh_jax.checkpoint import Checkpointer, key_from_json, key_to_json
 from hh_jax.config import RunConfig, from_dict, to_dict
 from hh_jax.data.batching import LMIterator, PairArrays, PairIterator
+from hh_jax.data.pipeline import LMData, PMData
 from hh_jax.metrics import LateFetcher, MetricWriter, check_finite, read_jsonl, to_python
 from hh_jax.train import lm as lm_lib
 from hh_jax.train import pm as pm_lib
 from hh_jax.train.optim import init_train_state, make_optimizer
-
-
-@dataclasses.dataclass
-class PMData:
-  """Everything a PM run reads: encoded pairs, and per-eval-pair extras (gold p_chosen, lengths)."""
-
-  tokenizer: Any
-  train: PairArrays
-  eval: PairArrays
-  eval_extras: dict[str, np.ndarray]
-
-
-@dataclasses.dataclass
-class LMData:
-  tokenizer: Any
-  train_tokens: np.ndarray          # (N, T) int32
-  eval_tokens: np.ndarray           # (M, T) int32
 
 
 # ----------------------------------------------------------------------------- run files

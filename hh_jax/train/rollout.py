@@ -13,13 +13,14 @@ token (the reference for tests and the baseline for the KV-cache benchmark).
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from hh_jax import models
-from hh_jax.data.tokenizers import EOC_ID, EOS_ID, PAD_ID
+from hh_jax.special_tokens import EOC_ID, EOS_ID, PAD_ID
 
 
 class Rollout(NamedTuple):
@@ -127,3 +128,14 @@ def pm_input(prompt_bp, response_bn, mask_bn, eos_id: int = EOS_ID):
   eoc_index = p + reply_len
   seq = seq.at[jnp.arange(b), eoc_index].set(EOC_ID)
   return seq, eoc_index
+
+
+def pm_score(pm_graphdef, pm_params, prompt_bp, response_bn, mask_bn):
+  """r_PM(x, y): the PM's score of context + reply, read at the EOC token (`pm_input`) -> (B,)."""
+  tokens, eoc = pm_input(prompt_bp, response_bn, mask_bn)
+  return models.apply(pm_graphdef, pm_params, tokens, score_index=eoc).scores
+
+
+def make_pm_score_fn(pm_graphdef):
+  """A jitted score(pm_params, prompts (B,P), response (B,N), mask (B,N)) -> r_PM (B,)."""
+  return jax.jit(functools.partial(pm_score, pm_graphdef))
