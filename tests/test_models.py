@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from hh_jax import models as M
-from hh_jax.data.tokenizers import PAD_ID
+from hh_jax.special_tokens import PAD_ID
 
 V, T, B = 67, 11, 3
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from hh_jax.data import tokenizers as tk
+from hh_jax.special_tokens import EOC_ID, EOS_ID, NUM_SPECIAL, PAD_ID
 
 SAMPLE = "/work/shared/data/hh-rlhf/harmless-base-test-sample.jsonl.gz"
 
@@ -27,7 +28,9 @@ def bpe(sample_texts) -> tk.BpeTokenizer:
 
 
 def test_special_ids_fixed():
-  assert (tk.PAD_ID, tk.EOS_ID, tk.EOC_ID, tk.NUM_SPECIAL) == (0, 1, 2, 3)
+  assert (PAD_ID, EOS_ID, EOC_ID, NUM_SPECIAL) == (0, 1, 2, 3)
+  tok = tk.ByteTokenizer()
+  assert (tok.pad_id, tok.eos_id, tok.eoc_id) == (PAD_ID, EOS_ID, EOC_ID)
 
 
 def test_byte_ids_by_hand():
@@ -42,7 +45,7 @@ def test_byte_ids_by_hand():
 
 def test_byte_decode_skips_specials_and_rejects_unknown_ids():
   tok = tk.ByteTokenizer()
-  assert tok.decode([tk.EOS_ID, 100, tk.EOC_ID, 101, tk.PAD_ID, tk.PAD_ID]) == "ab"
+  assert tok.decode([EOS_ID, 100, EOC_ID, 101, PAD_ID, PAD_ID]) == "ab"
   with pytest.raises(ValueError, match="259"):
     tok.decode([100, 259])
   # Invalid UTF-8 (a lone continuation byte 0x80), as a sampling policy may emit, is replaced.
@@ -65,7 +68,7 @@ def test_bpe_merges_by_hand():
   assert tok.encode("ab ab") == [259, 260]
   assert tok.encode("ba") == [b, a]
   assert tok.num_used_ids == 261 and tok.vocab_size == 264
-  assert tok.decode([259, 260, tk.EOC_ID]) == "ab ab"
+  assert tok.decode([259, 260, EOC_ID]) == "ab ab"
 
 
 def test_bpe_round_trip_exact_on_sample(bpe, sample_texts):

@@ -12,9 +12,10 @@ import time
 import numpy as np
 import pytest
 
-from hh_jax.data.tokenizers import EOC_ID, EOS_ID, PAD_ID, Tokenizer
+from hh_jax.data.tokenizers import Tokenizer
 from hh_jax.data.world import cli, corpus, gold, labeler, policy, tasks
 from hh_jax.data.world.vocab import ASSISTANT, HUMAN, WORD_TO_ID, WORDS, WorldTokenizer
+from hh_jax.special_tokens import EOC_ID, EOS_ID, PAD_ID
 
 TOK = WorldTokenizer()
 

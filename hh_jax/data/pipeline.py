@@ -22,10 +22,16 @@ import os
 import tempfile
 
 import numpy as np
+import tensorflow_datasets as tfds
 
 from hh_jax.config import DataConfig
 from hh_jax.data import batching, tokenizers
-from hh_jax.data.tokenizers import PAD_ID
+from hh_jax.data.world import WorldTokenizer, gold_scores
+from hh_jax.special_tokens import PAD_ID
+
+# (Importing any hh_jax.data module runs hh_jax/data/__init__.py, which registers the TFDS
+# builders hh_rlhf and hh_synth that `tfds.builder` below looks up by name.)
+
 
 @dataclasses.dataclass
 class PMData:
@@ -55,14 +61,11 @@ def default_data_dir() -> str:
 
 
 def get_tokenizer(dataset: str, spec: str = "auto") -> tokenizers.Tokenizer:
-  """"auto": the world's word tokenizer for hh_synth, bytes otherwise; else "byte" or a path."""
+  """"auto": "world" (the synthetic world's words) for hh_synth, "byte" otherwise; else
+  "world", "byte" or the path of a saved tokenizer."""
   if spec == "auto":
-    if dataset.startswith("hh_synth"):
-      from hh_jax.data.world import WorldTokenizer
-      return WorldTokenizer()
-    return tokenizers.ByteTokenizer()
+    spec = "world" if dataset.startswith("hh_synth") else "byte"
   if spec == "world":
-    from hh_jax.data.world import WorldTokenizer
     return WorldTokenizer()
   return tokenizers.load_tokenizer(spec)
 
@@ -80,10 +83,6 @@ def _file_lock(path: str):
 
 def prepare(dataset: str, data_dir: str | None = None, manual_dir: str | None = None):
   """Build the TFDS dataset if it is not there yet; return its builder."""
-  import tensorflow_datasets as tfds
-
-  import hh_jax.data  # noqa: F401  (registers hh_rlhf and hh_synth)
-
   data_dir = data_dir or default_data_dir()
   builder = tfds.builder(dataset, data_dir=data_dir)
   if not builder.is_prepared():
@@ -99,8 +98,6 @@ def prepare(dataset: str, data_dir: str | None = None, manual_dir: str | None = 
 def read_split(dataset: str, split: str, data_dir: str | None = None,
                manual_dir: str | None = None) -> list[dict]:
   """Every example of a split as dicts of Python values (bytes decoded to str)."""
-  import tensorflow_datasets as tfds
-
   prepare(dataset, data_dir, manual_dir)
   source = tfds.data_source(dataset, split=split, data_dir=data_dir or default_data_dir())
   return [{k: (v.decode("utf-8") if isinstance(v, bytes) else v) for k, v in source[i].items()}
@@ -243,5 +240,4 @@ def load_prompts(dataset: str, split: str, prompt_len: int, tokenizer_spec: str 
 
 def world_gold_fn(prompt_tokens: np.ndarray, response: np.ndarray) -> dict:
   """The synthetic world's gold rewards of sampled replies (PPO evaluation)."""
-  from hh_jax.data.world import gold_scores
   return gold_scores(np.asarray(prompt_tokens), np.asarray(response))

@@ -6,9 +6,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from hh_jax.special_tokens import PAD_ID
 from hh_jax.models.config import ModelConfig
 from hh_jax.models.transformer import KVCache, ModelOutputs, Transformer
+from hh_jax.special_tokens import PAD_ID
 
 
 def init(cfg: ModelConfig, key: jax.Array):

@@ -31,8 +31,8 @@ from typing import Sequence
 
 import numpy as np
 
-from hh_jax.data.tokenizers import EOS_ID, PAD_ID
 from hh_jax.data.world import tasks, vocab
+from hh_jax.special_tokens import EOS_ID, PAD_ID
 
 HH_HARMLESS_WEIGHT = 2.0
 REFUSAL_BONUS = 0.5

@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from hh_jax.data.world import corpus, gold, tasks, vocab
+from hh_jax.data.world import corpus, gold, policy, tasks, vocab
 
 DEFAULT_SIZE = 32_000  # comparisons per subset, as in the default hh_synth configs
 
@@ -82,7 +82,6 @@ def gold_scorer_accuracy(cs: corpus.ComparisonSet, reward: str) -> float:
 
 def example_dialogues(seed: int = 0, n: int = 6) -> list[dict]:
   """A few contexts with one base-policy reply each and its gold scores."""
-  from hh_jax.data.world import policy
   rng = np.random.default_rng([seed, 99])
   out = []
   for i in range(n):

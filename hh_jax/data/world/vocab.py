@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
-from hh_jax.data.tokenizers import EOC_ID, EOS_ID, NUM_SPECIAL, PAD_ID
+from hh_jax.special_tokens import EOC_ID, EOS_ID, NUM_SPECIAL, PAD_ID
 
 HUMAN = "\n\nHuman:"
 ASSISTANT = "\n\nAssistant:"
