@@ -1,7 +1,7 @@
 """Least-squares fits behind the paper-style figures: pure NumPy (analysis never imports hh_jax).
 
 - `linear_fit`: y = intercept + slope * x, with standard errors.
-- `loglinear_fit`, `bootstrap_loglinear`, `per_slice_fits`: the PM scaling law
+- `loglinear_fit`, `loglinear_curve`, `bootstrap_loglinear`, `per_slice_fits`: the PM scaling law
   acc = a + b ln(P / P0) + c ln(D / D0)  (paper, helpful-only: 0.72 + 0.007 ln(P/1e11) + 0.015 ln(D/8e4)).
 - `calibration_bins`: binned PM score gap vs observed accuracy beside 1/(1 + e^-d) (paper Fig 9).
 - `gao_rl_fit`, `gao_bon_fit`: Gao et al. (2022) over-optimisation forms in d = sqrt(KL).
@@ -56,7 +56,8 @@ def _least_squares(design: np.ndarray, y: np.ndarray):
 def linear_fit(x, y) -> dict[str, float]:
   """Ordinary least squares y = intercept + slope * x.
 
-  Returns slope, intercept, r2, slope_stderr, intercept_stderr (NaN with only 2 points), n.
+  slope_stderr = sqrt(s^2 / sum (x - mean x)^2) with s^2 = SS_res / (n - 2) (the OLS standard
+  error; NaN with only 2 points). Returns slope, intercept, r2, slope_stderr, intercept_stderr, n.
   """
   x = _as_1d("x", x)
   y = _as_1d("y", y, len(x))
@@ -86,6 +87,12 @@ def loglinear_fit(acc, params, data, p0: float = 1.0, d0: float = 1.0) -> dict[s
   out.update({f"{name}_stderr": float(s) for name, s in zip("abc", stderr)})
   out.update({"r2": r2, "n": len(acc), "p0": float(p0), "d0": float(d0)})
   return out
+
+
+def loglinear_curve(fit: Mapping[str, float], params, data) -> np.ndarray:
+  """acc = a + b ln(P / P0) + c ln(D / D0) for a `loglinear_fit` result, at any (P, D) (broadcast)."""
+  return (fit["a"] + fit["b"] * np.log(np.asarray(params, np.float64) / fit["p0"])
+          + fit["c"] * np.log(np.asarray(data, np.float64) / fit["d0"]))
 
 
 def _records_to_arrays(records: Sequence[Mapping[str, Any]]):

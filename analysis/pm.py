@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from analysis import fits, plots
+from analysis import fits, plots, pm_figures
 from analysis.runs import Run, RunFileError
 
 # Paper (helpful-only data): acc = 0.72 + 0.007 ln(P/1e11) + 0.015 ln(D/8e4) (natural log [M]).
@@ -160,90 +160,6 @@ def pm_scaling_fits(runs_or_records, p0: float = P0, d0: float = D0, n_boot: int
   return out
 
 
-def law_curve(fit: dict, params, data) -> np.ndarray:
-  """a + b ln(P / P0) + c ln(D / D0) from a loglinear_fit dict."""
-  return (fit["a"] + fit["b"] * np.log(np.asarray(params, np.float64) / fit["p0"])
-          + fit["c"] * np.log(np.asarray(data, np.float64) / fit["d0"]))
-
-
-# ----------------------------------------------------------------------------- figures: scaling
-
-
-def _metric_label(metric: str) -> str:
-  return "all test pairs" if metric == "accuracy" else f"{metric[len('accuracy_'):]} test pairs"
-
-
-def _ceiling_metric(metric: str) -> str:
-  return "bayes_ceiling" + metric[len("accuracy"):]
-
-
-def fig_accuracy_vs_data(cells: Sequence[dict], fit_result: dict):
-  """Accuracy vs comparisons (log x), one line per model size, mean +- std over seeds; the fitted
-  law dashed; the Bayes ceiling dotted. One panel per test set (cf. Fig 7 left, 31, 32)."""
-  metrics = list(fit_result["metrics"]) or ["accuracy"]
-  fig, axes = plots.new_figure(ncols=len(metrics))
-  sizes = sorted({(c["params"], c["model_size"]) for c in cells})
-  colors = plots.size_colors([s for _, s in sizes])
-  for ax, metric in zip(axes, metrics):
-    fit = fit_result["metrics"].get(metric, {}).get("fit")
-    fit_cells = fit_result["metrics"].get(metric, {}).get("fit_cells")
-    for params, size in sizes:
-      cs = sorted((c for c in cells if c["model_size"] == size and f"{metric}_mean" in c),
-                  key=lambda c: c["num_train"])
-      if not cs:
-        continue
-      x = [c["num_train"] for c in cs]
-      plots.errorbar_line(ax, x, [c[f"{metric}_mean"] for c in cs], [c[f"{metric}_std"] for c in cs],
-                          plots.size_label(size, params), colors[size])
-      if fit is not None:
-        grid = np.geomspace(min(x), max(x), 50)
-        ax.plot(grid, law_curve(fit, params, grid), "--", color=colors[size], linewidth=1.0)
-    _draw_ceiling(ax, cells, _ceiling_metric(metric))
-    title = _metric_label(metric)
-    if fit is not None:
-      ax.plot([], [], "--", color="gray", linewidth=1.0,
-              label=f"fit a + b ln(P/{fit['p0']:.0e}) + c ln(D/{fit['d0']:.0e}); bands: +-std over seeds")
-      title += f"\na={fit['a']:.3f}  b={fit['b']:.4f}  c={fit['c']:.4f}\nR$^2$={fit['r2']:.3f} over runs"
-      if fit_cells is not None:
-        title += f", {fit_cells['r2']:.3f} over seed means"
-    ax.set_xscale("log")
-    plots.label_axes(ax, "comparisons (pairs)", "accuracy", title, legend=False)
-  plots.figure_legend(fig, axes)
-  plots.suptitle(fig, "PM accuracy vs dataset size", "Bai et al. Fig 7 left, 31, 32")
-  return fig
-
-
-def fig_accuracy_vs_params(cells: Sequence[dict], fit_result: dict):
-  """Accuracy vs non-embedding parameters (log x), one line per data size, with the fitted law (cf. Fig 7 right)."""
-  fit = fit_result["metrics"].get("accuracy", {}).get("fit")
-  fig, (ax,) = plots.new_figure()
-  data_sizes = sorted({c["num_train"] for c in cells})
-  colors = plots.size_colors(data_sizes)
-  for d in data_sizes:
-    cs = sorted((c for c in cells if c["num_train"] == d), key=lambda c: c["params"])
-    x = [c["params"] for c in cs]
-    plots.errorbar_line(ax, x, [c["accuracy_mean"] for c in cs], [c["accuracy_std"] for c in cs],
-                        f"{plots.format_count(d)} comparisons", colors[d])
-    if fit is not None and len(x) > 1:
-      grid = np.geomspace(min(x), max(x), 50)
-      ax.plot(grid, law_curve(fit, grid, d), "--", color=colors[d], linewidth=1.0)
-  if fit is not None:
-    ax.plot([], [], "--", color="gray", linewidth=1.0, label="fitted log-linear law")
-  _draw_ceiling(ax, cells, "bayes_ceiling")
-  ax.set_xscale("log")
-  plots.label_axes(ax, "non-embedding parameters", "accuracy", "all test pairs", legend=False)
-  plots.figure_legend(fig, [ax], ncol=3)
-  plots.suptitle(fig, "PM accuracy vs model size", "Bai et al. Fig 7 right")
-  return fig
-
-
-def _draw_ceiling(ax, cells, key: str) -> None:
-  values = [c[f"{key}_mean"] for c in cells if f"{key}_mean" in c]
-  if values:
-    ax.axhline(float(np.mean(values)), linestyle=":", color="black", linewidth=1.2,
-               label="Bayes ceiling (gold labeler)")
-
-
 # ----------------------------------------------------------------------------- calibration
 
 
@@ -305,28 +221,6 @@ def calibration_analysis(pooled: dict, n_bins: int = 10) -> dict[str, Any]:
   return out
 
 
-def fig_calibration(calib: dict, title_note: str = ""):
-  """Binned |PM score gap| vs observed accuracy, beside 1/(1+e^-d) (cf. Fig 9)."""
-  fig, (ax,) = plots.new_figure(width=4.6, height=3.8)
-  pooled = calib["pooled"]
-  d_max = max([max(pooled["centers"])] + ([max(calib["gold_labeler"]["centers"])] if "gold_labeler" in calib else []))
-  grid = np.linspace(0, d_max * 1.05, 100)
-  ax.plot(grid, 1 / (1 + np.exp(-grid)), color="black", linewidth=1.0, label="1/(1+e^-d) (perfect calibration)")
-  ax.errorbar(pooled["centers"], pooled["accuracy"], yerr=pooled["accuracy_stderr"], fmt="o-", color="C0",
-              capsize=2, label=f"PM, all pairs (ECE {pooled['ece']:.3f})")
-  for i, (name, b) in enumerate(calib.get("by_source", {}).items()):
-    ax.plot(b["centers"], b["accuracy"], "s--", color=f"C{i + 2}", markersize=3, linewidth=1.0,
-            label=f"PM, {name} (ECE {b['ece']:.3f})")
-  if "gold_labeler" in calib:
-    g = calib["gold_labeler"]
-    ax.plot(g["centers"], g["accuracy"], "^:", color="C1", linewidth=1.0, label="gold labeler (logit p_chosen)")
-  ax.set_ylim(0.45, 1.02)
-  plots.label_axes(ax, "|PM score difference| (logits)", "accuracy (PM-preferred is chosen)",
-                   title_note, legend_loc="lower right")
-  plots.suptitle(fig, "PM calibration", "Bai et al. Fig 9")
-  return fig
-
-
 # ----------------------------------------------------------------------------- helpful / harmless tension
 
 
@@ -371,25 +265,6 @@ def mix_table(records: Sequence[dict]) -> list[dict]:
   return out
 
 
-def fig_mix_tension(rows: Sequence[dict]):
-  """% helpful data in the PM mix vs helpful, harmless and mean accuracy, one line per size (cf. Fig 19, 26)."""
-  fig, axes = plots.new_figure(ncols=3, width=3.6)
-  sizes = sorted({(r["params"], r["model_size"]) for r in rows})
-  colors = plots.size_colors([s for _, s in sizes])
-  for ax, key in zip(axes, ("helpful", "harmless", "mean")):
-    for params, size in sizes:
-      rs = sorted((r for r in rows if r["model_size"] == size and r[key] is not None),
-                  key=lambda r: r["helpful_fraction"])
-      ax.plot([100 * r["helpful_fraction"] for r in rs], [r[key] for r in rs], "o-", color=colors[size],
-              label=plots.size_label(size, params))
-    ax.axhline(0.5, linestyle=":", color="gray", linewidth=1.0, label="chance")
-    plots.label_axes(ax, "helpful data in the PM training mix (%)", f"{key} test accuracy",
-                     f"{key} accuracy" if key != "mean" else "mean of helpful and harmless", legend=False)
-  plots.figure_legend(fig, axes)
-  plots.suptitle(fig, "Helpful / harmless tension", "Bai et al. Fig 19, 26")
-  return fig
-
-
 # ----------------------------------------------------------------------------- accuracy by turn
 
 
@@ -404,26 +279,6 @@ def turn_table(cells: Sequence[dict], family: str | None) -> list[dict]:
       out.append({"model_size": size, "params": params, "num_train": best["num_train"],
                   "by_turn": best["by_turn_mean"]})
   return out
-
-
-def fig_turns(rows: Sequence[dict], turn_counts: dict[int, int] | None):
-  """Pairs per turn count and PM accuracy by turn, one line per model size (cf. Fig 8)."""
-  fig, axes = plots.new_figure(ncols=2 if turn_counts else 1)
-  ax = axes[-1]
-  colors = plots.size_colors([r["model_size"] for r in rows])
-  for r in rows:
-    turns = sorted(r["by_turn"], key=int)
-    ax.plot([int(t) for t in turns], [r["by_turn"][t] for t in turns], "o-", color=colors[r["model_size"]],
-            label=f"{r['model_size']} ({plots.format_count(r['num_train'])} pairs)")
-  plots.label_axes(ax, "dialogue turn (human turns in context)", "accuracy", "PM accuracy by turn")
-  for a in axes:
-    a.xaxis.set_major_locator(plots.integer_locator())
-  if turn_counts:
-    turns = sorted(turn_counts)
-    axes[0].bar(turns, [turn_counts[t] for t in turns], color="C0", label="test pairs")
-    plots.label_axes(axes[0], "dialogue turn (human turns in context)", "test pairs (count)", "pairs per turn")
-  plots.suptitle(fig, "Accuracy by dialogue turn", "Bai et al. Fig 8")
-  return fig
 
 
 # ----------------------------------------------------------------------------- driver
@@ -445,11 +300,11 @@ def analyze_pm(runs: Sequence[Run], n_boot: int = 1000, seed: int = 0, p0: float
   result = {"n_runs": len(records), "table": table, "scaling": fit_result}
   figures = {}
   if len({c["num_train"] for c in grid_cells}) >= 2:
-    figures["pm_accuracy_vs_data"] = fig_accuracy_vs_data(grid_cells, fit_result)
+    figures["pm_accuracy_vs_data"] = pm_figures.fig_accuracy_vs_data(grid_cells, fit_result)
   else:
     notes.append("only one data size: skipped accuracy vs comparisons (Fig 7 left)")
   if len({c["params"] for c in grid_cells}) >= 2:
-    figures["pm_accuracy_vs_params"] = fig_accuracy_vs_params(grid_cells, fit_result)
+    figures["pm_accuracy_vs_params"] = pm_figures.fig_accuracy_vs_params(grid_cells, fit_result)
   else:
     notes.append("only one model size: skipped accuracy vs params (Fig 7 right)")
 
@@ -460,7 +315,7 @@ def analyze_pm(runs: Sequence[Run], n_boot: int = 1000, seed: int = 0, p0: float
     calib["runs"] = [r.name for r in calib_runs]
     result["calibration"] = calib
     top = pm_record(calib_runs[0])
-    figures["pm_calibration"] = fig_calibration(
+    figures["pm_calibration"] = pm_figures.fig_calibration(
         calib, f"{top['model_size']} PM, {plots.format_count(top['num_train'])} pairs, "
                f"{len(calib_runs)} seed(s), {calib['n_pairs']} test pairs")
   else:
@@ -469,7 +324,7 @@ def analyze_pm(runs: Sequence[Run], n_boot: int = 1000, seed: int = 0, p0: float
   mix = mix_table(records)
   if mix:
     result["mix"] = mix
-    figures["pm_mix_tension"] = fig_mix_tension(mix)
+    figures["pm_mix_tension"] = pm_figures.fig_mix_tension(mix)
   else:
     notes.append("no helpful_fraction sweep (>= 2 fractions): skipped helpful/harmless tension (Fig 19, 26)")
 
@@ -480,7 +335,7 @@ def analyze_pm(runs: Sequence[Run], n_boot: int = 1000, seed: int = 0, p0: float
     if calib_runs:
       values, n = np.unique(pooled_scores(calib_runs[:1])["num_turns"], return_counts=True)
       counts = {int(v): int(c) for v, c in zip(values, n)}
-    figures["pm_accuracy_by_turn"] = fig_turns(turns, counts)
+    figures["pm_accuracy_by_turn"] = pm_figures.fig_turns(turns, counts)
   else:
     notes.append("fewer than 2 turn counts: skipped accuracy by turn (Fig 8)")
   return result, figures, notes
