@@ -109,6 +109,152 @@ def test_round_trip_through_pairs_on_sample(sample_examples):
 
 
 # ---------------------------------------------------------------------------------------
+# Pair truncation: one context suffix for both replies
+# ---------------------------------------------------------------------------------------
+
+FIRST_TURN = "\n\nHuman: first question\n\nAssistant: answer one"
+SHORT, LONG = " ok", " a much longer reply"
+
+
+def _pair_rows(max_len: int):
+  arrays = batching.encode_pairs(TOK, [{"context": CONTEXT, "chosen": SHORT, "rejected": LONG, "num_turns": 2,
+                                        "subset": "harmless-base"}], max_len=max_len)
+  c_eoc, r_eoc = int(arrays.chosen_eoc_index[0]), int(arrays.rejected_eoc_index[0])
+  return arrays.chosen_tokens[0, :c_eoc + 1].tolist(), arrays.rejected_tokens[0, :r_eoc + 1].tolist(), arrays
+
+
+def test_pair_shares_the_context_the_longer_reply_leaves():
+  assert (len(FIRST_TURN), len(LAST_TURN), len(SHORT), len(LONG)) == (46, 27, 3, 20)
+  # max_len 80: the longer reply leaves 80 - 1 - 20 = 59 context tokens: the last turn (27)
+  # fits, both turns (73) do not. Both sides keep just the last turn, although the short
+  # reply alone would leave room (76) for the whole context.
+  chosen, rejected, arrays = _pair_rows(80)
+  assert chosen == ids(LAST_TURN) + ids(SHORT) + [EOC_ID]
+  assert rejected == ids(LAST_TURN) + ids(LONG) + [EOC_ID]
+  assert (arrays.chosen_eoc_index[0], arrays.rejected_eoc_index[0]) == (30, 47)
+  assert (arrays.chosen_reply_len[0], arrays.rejected_reply_len[0]) == (3, 20)
+  # max_len 40: 40 - 1 - 20 = 19 < 27: both sides keep the context's last 19 tokens.
+  chosen, rejected, _ = _pair_rows(40)
+  assert chosen == ids(CONTEXT[-19:]) + ids(SHORT) + [EOC_ID]
+  assert rejected == ids(CONTEXT[-19:]) + ids(LONG) + [EOC_ID]
+  # max_len 15: the long reply keeps its last 14 tokens; no context is left for either side.
+  chosen, rejected, arrays = _pair_rows(15)
+  assert chosen == ids(SHORT) + [EOC_ID] and rejected == ids(LONG[-14:]) + [EOC_ID]
+  assert (arrays.chosen_reply_len[0], arrays.rejected_reply_len[0]) == (3, 20)  # whole replies
+
+
+def _random_text(rng, alphabet: str, lo: int, hi: int) -> str:
+  return "".join(rng.choice(list(alphabet), size=int(rng.integers(lo, hi + 1))))
+
+
+def _random_context(rng) -> str:
+  """0..4 turns of random length, sometimes after a preamble that is not a turn."""
+  preamble = _random_text(rng, "abc ", 1, 12) if rng.random() < 0.2 else ""
+  turns = "".join("\n\nHuman: " + _random_text(rng, "abc xyz?", 0, 30) + "\n\nAssistant:"
+                  + _random_text(rng, " defg", 0, 30) for _ in range(int(rng.integers(0, 5))))
+  return preamble + turns
+
+
+def _expected_context_len(context: str, budget: int) -> int:
+  """The rule, restated with string positions: the longest suffix of whole turns within
+  `budget` bytes, else (mid-turn) `budget` bytes, never more than the context."""
+  if budget <= 0:
+    return 0
+  starts = [0] + [i for i in range(1, len(context)) if context.startswith("\n\nHuman:", i)]
+  whole = [len(context) - s for s in starts if len(context) - s <= budget]
+  return max(whole) if whole else min(budget, len(context))
+
+
+def test_pair_truncation_properties_on_random_pairs():
+  rng = np.random.default_rng(2024)
+  cases = 0
+  for _ in range(40):
+    max_len = int(rng.integers(2, 90))
+    examples = [{"context": _random_context(rng), "chosen": _random_text(rng, " hij", 0, 60),
+                 "rejected": _random_text(rng, " klm", 0, 60), "num_turns": 1, "subset": "helpful-base"}
+                for _ in range(int(rng.integers(5, 20)))]
+    arrays = batching.encode_pairs(TOK, examples, max_len=max_len)
+    assert arrays.seq_len <= max_len
+    for i, ex in enumerate(examples):
+      cases += 1
+      replies = {"chosen": ids(ex["chosen"]), "rejected": ids(ex["rejected"])}
+      kept = {side: min(len(r), max_len - 1) for side, r in replies.items()}
+      contexts = []
+      for side, reply in replies.items():
+        row, eoc = getattr(arrays, f"{side}_tokens")[i], int(getattr(arrays, f"{side}_eoc_index")[i])
+        assert row[eoc] == EOC_ID and EOC_ID not in row[:eoc].tolist()
+        assert (row[eoc + 1:] == PAD_ID).all()  # right-padded
+        assert getattr(arrays, f"{side}_reply_len")[i] == len(reply)
+        assert row[eoc - kept[side]:eoc].tolist() == reply[len(reply) - kept[side]:]
+        if len(reply) <= max_len - 1:
+          assert row[eoc - len(reply):eoc].tolist() == reply  # kept whole
+        contexts.append(row[:eoc - kept[side]].tolist())
+      assert contexts[0] == contexts[1]  # exactly the same context tokens on both sides
+      full = ids(ex["context"])
+      assert full[len(full) - len(contexts[0]):] == contexts[0]  # a suffix of the context
+      budget = max_len - 1 - max(kept.values())
+      assert len(contexts[0]) == _expected_context_len(ex["context"], budget)
+  assert cases >= 300
+
+
+def test_sample_pairs_share_context_at_256(sample_examples):
+  arrays = batching.encode_pairs(TOK, sample_examples, max_len=256)
+  c_context = arrays.chosen_eoc_index - np.minimum(arrays.chosen_reply_len, 255)
+  r_context = arrays.rejected_eoc_index - np.minimum(arrays.rejected_reply_len, 255)
+  np.testing.assert_array_equal(c_context, r_context)
+  for i in range(len(arrays)):
+    n = c_context[i]
+    np.testing.assert_array_equal(arrays.chosen_tokens[i, :n], arrays.rejected_tokens[i, :n])
+
+
+# ---------------------------------------------------------------------------------------
+# Reply lengths, take_pairs, the shorter-reply baseline
+# ---------------------------------------------------------------------------------------
+
+
+def _length_arrays(chosen_len, rejected_len) -> batching.PairArrays:
+  """Pairs with no context whose replies have the given lengths (in bytes)."""
+  examples = [{"context": "", "chosen": "c" * c, "rejected": "r" * r, "num_turns": 1, "subset": "helpful-base"}
+              for c, r in zip(chosen_len, rejected_len)]
+  return batching.encode_pairs(TOK, examples, max_len=64)
+
+
+def test_shorter_reply_baseline_counts_ties_half():
+  # chosen shorter, longer, tie, shorter: (1 + 0 + 0.5 + 1) / 4.
+  arrays = _length_arrays([2, 9, 4, 1], [5, 3, 4, 7])
+  assert batching.shorter_reply_baseline(arrays) == pytest.approx(2.5 / 4)
+  assert np.isnan(batching.shorter_reply_baseline(batching.take_pairs(arrays, np.arange(0))))
+
+
+def test_shorter_reply_baseline_reads_reply_lengths_not_eoc_positions():
+  # max_len 10: both replies (12 and 20 bytes) are cut to 9 tokens, so both EOCs sit at 9
+  # (a tie by EOC position), but the chosen reply is the shorter one.
+  examples = [{"context": CONTEXT, "chosen": "c" * 12, "rejected": "r" * 20, "num_turns": 2,
+               "subset": "harmless-base"}]
+  arrays = batching.encode_pairs(TOK, examples, max_len=10)
+  assert arrays.chosen_eoc_index[0] == arrays.rejected_eoc_index[0] == 9
+  assert batching.shorter_reply_baseline(arrays) == 1.0
+
+
+def test_take_pairs_keeps_every_field():
+  arrays = _length_arrays([2, 9, 4, 1], [5, 3, 4, 7])
+  taken = batching.take_pairs(arrays, np.asarray([3, 0]))
+  np.testing.assert_array_equal(taken.chosen_reply_len, [1, 2])
+  np.testing.assert_array_equal(taken.rejected_reply_len, [7, 5])
+  np.testing.assert_array_equal(taken.chosen_tokens, arrays.chosen_tokens[[3, 0]])
+  assert taken.source_names == arrays.source_names and taken.chosen_reply_len.dtype == np.int32
+
+
+def test_reply_len_defaults_to_the_whole_row_before_eoc():
+  arrays = _length_arrays([2, 9], [5, 3])
+  bare = batching.PairArrays(**{f: getattr(arrays, f) for f in ("chosen_tokens", "rejected_tokens",
+                                "chosen_eoc_index", "rejected_eoc_index", "num_turns", "source", "weight",
+                                "source_names")})
+  np.testing.assert_array_equal(bare.chosen_reply_len, [2, 9])
+  np.testing.assert_array_equal(bare.rejected_reply_len, [5, 3])
+
+
+# ---------------------------------------------------------------------------------------
 # encode_pairs
 # ---------------------------------------------------------------------------------------
 

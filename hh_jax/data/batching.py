@@ -4,10 +4,12 @@ Shared by `hh_rlhf` and `hh_synth`: both give examples with `context`, `chosen`,
 `rejected`, `num_turns` and `subset` (str, or bytes as `tfds.data_source` returns them).
 
 A PM sequence is `context + reply + [EOC]`; the PM score is read at the EOC index.
-Sequences longer than `max_len` lose their OLDEST tokens: whole turns first (a turn
-starts at "\\n\\nHuman:"), mid-turn only when not even the last turn fits; the end of
-the reply and the EOC token are never cut, and a reply longer than `max_len - 1`
-loses its beginning.
+The two sequences of a comparison share ONE context suffix, cut from the left once for
+the pair: it keeps the newest whole turns (a turn starts at "\\n\\nHuman:") that fit
+beside the LONGER reply and EOC, and cuts mid-turn only when not even the last turn
+fits. A reply of at most `max_len - 1` tokens is always kept whole; a longer one keeps
+its last `max_len - 1` tokens (loses its beginning), and then neither side has context.
+Every row is thus a suffix of `context + reply + [EOC]`: only the oldest tokens go.
 
 Iterators are pure functions of (seed, epoch, position): epoch e visits the examples
 in the order `permutation(default_rng([seed, e]))`, so `state()` = {epoch, position}
@@ -48,32 +50,59 @@ def split_turns(context: str) -> list[str]:
   return [context[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def encode_pm_sequence(tokenizer: Tokenizer, context: str, reply: str, max_len: int) -> np.ndarray:
-  """ids(context) + ids(reply) + [EOC], at most `max_len` tokens, truncated on the left.
+def kept_reply(reply_ids: np.ndarray, max_len: int) -> np.ndarray:
+  """The reply tokens a row keeps: all of them when they fit beside EOC (at most
+  `max_len - 1`), else the last `max_len - 1` (the reply's beginning is cut)."""
+  return reply_ids[max(0, len(reply_ids) - (max_len - 1)):]
 
-  The context is encoded turn by turn (identical to whole-text encoding for bytes) so
-  it can be cut at a turn boundary: keep the longest suffix of whole turns that fits
-  in `max_len - 1 - len(ids(reply))`; if none fits, keep the last tokens that fit. If
-  the reply alone exceeds `max_len - 1`, keep its last `max_len - 1` tokens.
-  Returns int32 (L,), L <= max_len, with EOC at L - 1.
-  """
-  if max_len < 2:
-    raise ValueError(f"max_len must be >= 2 (one reply token and EOC), got {max_len}")
-  reply_ids = _encode(tokenizer, reply)
-  budget = max_len - 1 - len(reply_ids)
-  if budget <= 0:
-    return np.concatenate([reply_ids[len(reply_ids) - (max_len - 1):], [EOC_ID]]).astype(np.int32)
-  turn_ids = [_encode(tokenizer, turn) for turn in split_turns(context)]
+
+def context_suffix(turn_ids: Sequence[np.ndarray], budget: int) -> np.ndarray:
+  """The longest suffix of whole turns with at most `budget` tokens; if not even the
+  last turn fits, that turn's last `budget` tokens. int32 (K,), K <= max(budget, 0)."""
   kept, used = [], 0
   for ids in reversed(turn_ids):  # newest turn first
     if used + len(ids) > budget:
       break
     kept.append(ids)
     used += len(ids)
-  if not kept and turn_ids:  # not even the last turn fits: cut it mid-turn
+  if not kept and turn_ids and budget > 0:  # not even the last turn fits: cut it mid-turn
     kept = [turn_ids[-1][len(turn_ids[-1]) - budget:]]
-  context_ids = np.concatenate(kept[::-1]) if kept else np.zeros((0,), np.int32)
-  return np.concatenate([context_ids, reply_ids, [EOC_ID]]).astype(np.int32)
+  return np.concatenate(kept[::-1]).astype(np.int32) if kept else np.zeros((0,), np.int32)
+
+
+def shared_context_rows(turn_ids: Sequence[np.ndarray], reply_ids: Sequence[np.ndarray],
+                        max_len: int) -> list[np.ndarray]:
+  """One row `context + kept_reply(reply) + [EOC]` per reply, all with the SAME context:
+  `context_suffix(turn_ids, max_len - 1 - longest kept reply)`. Rows are int32, at most
+  `max_len` long, with EOC last."""
+  if max_len < 2:
+    raise ValueError(f"max_len must be >= 2 (one reply token and EOC), got {max_len}")
+  replies = [kept_reply(np.asarray(r, np.int32), max_len) for r in reply_ids]
+  context = context_suffix(turn_ids, max_len - 1 - max(len(r) for r in replies))
+  return [np.concatenate([context, r, [EOC_ID]]).astype(np.int32) for r in replies]
+
+
+def _turn_ids(tokenizer: Tokenizer, context: str) -> list[np.ndarray]:
+  """The context encoded turn by turn (identical to whole-text encoding for bytes), so
+  that it can be cut at a turn boundary."""
+  return [_encode(tokenizer, turn) for turn in split_turns(context)]
+
+
+def encode_pm_sequence(tokenizer: Tokenizer, context: str, reply: str, max_len: int) -> np.ndarray:
+  """ids(context) + ids(reply) + [EOC], at most `max_len` tokens, truncated on the left
+  by the rule of `shared_context_rows` with a single reply. int32 (L,), EOC at L - 1."""
+  return shared_context_rows(_turn_ids(tokenizer, context), [_encode(tokenizer, reply)], max_len)[0]
+
+
+def encode_pm_pair(tokenizer: Tokenizer, context: str, chosen: str, rejected: str,
+                   max_len: int) -> tuple[np.ndarray, np.ndarray, int, int]:
+  """(chosen row, rejected row, chosen reply tokens, rejected reply tokens) of one
+  comparison: both rows hold the same context suffix (`shared_context_rows`); the reply
+  lengths count the whole replies, before any cut."""
+  chosen_ids, rejected_ids = _encode(tokenizer, chosen), _encode(tokenizer, rejected)
+  chosen_row, rejected_row = shared_context_rows(_turn_ids(tokenizer, context),
+                                                 [chosen_ids, rejected_ids], max_len)
+  return chosen_row, rejected_row, len(chosen_ids), len(rejected_ids)
 
 
 def encode_lm_sequence(tokenizer: Tokenizer, text: str, max_len: int) -> np.ndarray:
@@ -103,6 +132,9 @@ class PairArrays:
   chosen_eoc_index, rejected_eoc_index: (N,) int32, index of EOC in each row
   num_turns, source: (N,) int32; source indexes `source_names`
   weight: (N,) float32, default 1
+  chosen_reply_len, rejected_reply_len: (N,) int32, tokens in the whole reply (before
+    any cut; a row keeps the last min(len, max_len - 1) of them). None (the default)
+    means the rows hold no context, so the reply is everything before EOC.
   """
 
   chosen_tokens: np.ndarray
@@ -113,6 +145,15 @@ class PairArrays:
   source: np.ndarray
   weight: np.ndarray
   source_names: tuple[str, ...]
+  chosen_reply_len: np.ndarray | None = None
+  rejected_reply_len: np.ndarray | None = None
+
+  def __post_init__(self):
+    for side in ("chosen", "rejected"):
+      lengths = getattr(self, f"{side}_reply_len")
+      if lengths is None:
+        lengths = getattr(self, f"{side}_eoc_index")
+      object.__setattr__(self, f"{side}_reply_len", np.asarray(lengths, np.int32))
 
   def __len__(self) -> int:
     return len(self.weight)
@@ -120,6 +161,22 @@ class PairArrays:
   @property
   def seq_len(self) -> int:
     return self.chosen_tokens.shape[1]
+
+
+def take_pairs(arrays: PairArrays, rows: np.ndarray) -> PairArrays:
+  """The pairs at `rows` (in that order): every per-pair array indexed by `rows`,
+  `source_names` unchanged."""
+  return dataclasses.replace(arrays, **{f.name: getattr(arrays, f.name)[rows]
+                                        for f in dataclasses.fields(arrays) if f.name != "source_names"})
+
+
+def shorter_reply_baseline(arrays: PairArrays) -> float:
+  """Accuracy of predicting that the pair's shorter reply (in tokens, whole replies) is the
+  chosen one; equal lengths count half. NaN for no pairs."""
+  if not len(arrays):
+    return float("nan")
+  margin = arrays.rejected_reply_len.astype(np.int64) - arrays.chosen_reply_len.astype(np.int64)
+  return float(np.mean((margin > 0) + 0.5 * (margin == 0)))
 
 
 class PairBatch(NamedTuple):
@@ -137,16 +194,19 @@ class PairBatch(NamedTuple):
 def encode_pairs(tokenizer: Tokenizer, examples: Iterable[Mapping[str, Any]], max_len: int,
                  source_names: Sequence[str] | None = None,
                  weight: np.ndarray | None = None) -> PairArrays:
-  """Encodes every comparison with `encode_pm_sequence`; see `PairArrays`.
+  """Encodes every comparison with `encode_pm_pair`; see `PairArrays`.
 
   `source_names` fixes the subset -> id table (pass the same one for train and test);
   by default it is DEFAULT_SOURCE_NAMES followed by any other names seen, sorted.
   """
-  chosen, rejected, num_turns, subsets = [], [], [], []
+  chosen, rejected, chosen_len, rejected_len, num_turns, subsets = [], [], [], [], [], []
   for ex in examples:
-    context = _as_str(ex["context"])
-    chosen.append(encode_pm_sequence(tokenizer, context, _as_str(ex["chosen"]), max_len))
-    rejected.append(encode_pm_sequence(tokenizer, context, _as_str(ex["rejected"]), max_len))
+    c_row, r_row, c_len, r_len = encode_pm_pair(tokenizer, _as_str(ex["context"]), _as_str(ex["chosen"]),
+                                                _as_str(ex["rejected"]), max_len)
+    chosen.append(c_row)
+    rejected.append(r_row)
+    chosen_len.append(c_len)
+    rejected_len.append(r_len)
     num_turns.append(int(ex["num_turns"]))
     subsets.append(_as_str(ex["subset"]))
   if source_names is None:
@@ -171,6 +231,8 @@ def encode_pairs(tokenizer: Tokenizer, examples: Iterable[Mapping[str, Any]], ma
       source=np.asarray([name_to_id[s] for s in subsets], np.int32).reshape(n),
       weight=weight,
       source_names=tuple(source_names),
+      chosen_reply_len=np.asarray(chosen_len, np.int32).reshape(n),
+      rejected_reply_len=np.asarray(rejected_len, np.int32).reshape(n),
   )
 
 
