@@ -57,7 +57,7 @@ def test_ladders_span_and_step():
   nominal = {"13M": 13e6, "42M": 42e6, "197M": 197e6, "810M": 810e6, "2.7B": 2.7e9,
              "13B": 13e9, "52B": 52e9}
   for name, n in paper.items():
-    # N ~ 12 L d^2 (PAPER.md section 1); within 10% of the name (the 2.7B shape is 2.5B).
+    # N ~ 12 L d^2 (hh_jax.models.config docstring); within 10% of the name (the 2.7B shape is 2.5B).
     assert abs(math.log(n / nominal[name])) < 0.1, (name, n)
   ratios = np.diff(np.log(list(paper.values())))
   assert np.all((ratios > math.log(2.5)) & (ratios < math.log(6)))

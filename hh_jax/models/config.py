@@ -35,7 +35,7 @@ class ModelConfig:
     tie_embeddings: LM head = token embedding transposed (no extra parameters).
     dtype: compute dtype ("float32", or "bfloat16" on accelerators). Parameters are
       always stored in float32.
-    dropout: dropout rate (0.0: off, as RLHF needs; see STYLE.md).
+    dropout: dropout rate (0.0: off, as RLHF needs).
   """
 
   vocab_size: int = 259
@@ -76,27 +76,17 @@ class ModelConfig:
 
 # Named ladder: name -> (n_layers, d_model, n_heads). Names give the nominal
 # non-embedding parameter count, as the paper names its models.
-# Laptop rungs: ~1e3 .. ~3e6 non-embedding parameters (3+ orders of magnitude).
-LAPTOP_LADDER: dict[str, tuple[int, int, int]] = {
-    "1k": (1, 8, 2),
-    "6k": (2, 16, 2),
-    "25k": (2, 32, 4),
-    "100k": (2, 64, 4),
-    "400k": (2, 128, 4),
-    "800k": (4, 128, 4),
-    "3M": (6, 192, 6),
+LADDER: dict[str, tuple[int, int, int]] = {
+    # Laptop rungs: ~1e3 .. ~3e6 non-embedding parameters (3+ orders of magnitude).
+    "1k": (1, 8, 2), "6k": (2, 16, 2), "25k": (2, 32, 4), "100k": (2, 64, 4),
+    "400k": (2, 128, 4), "800k": (4, 128, 4), "3M": (6, 192, 6),
+    # The paper's seven shapes (N ~ 12 L d^2), head_dim 64..128.
+    "13M": (4, 512, 8), "42M": (6, 768, 12), "197M": (10, 1280, 10), "810M": (16, 2048, 16),
+    "2.7B": (32, 2560, 20), "13B": (40, 5120, 40), "52B": (64, 8192, 64),
 }
-# The paper's seven shapes (PAPER.md section 1: N ~ 12 L d^2), head_dim 64..128.
-PAPER_LADDER: dict[str, tuple[int, int, int]] = {
-    "13M": (4, 512, 8),
-    "42M": (6, 768, 12),
-    "197M": (10, 1280, 10),
-    "810M": (16, 2048, 16),
-    "2.7B": (32, 2560, 20),
-    "13B": (40, 5120, 40),
-    "52B": (64, 8192, 64),
-}
-LADDER = {**LAPTOP_LADDER, **PAPER_LADDER}
+_FIRST_PAPER_RUNG = list(LADDER).index("13M")
+LAPTOP_LADDER = dict(list(LADDER.items())[:_FIRST_PAPER_RUNG])
+PAPER_LADDER = dict(list(LADDER.items())[_FIRST_PAPER_RUNG:])
 
 
 def ladder_config(name: str, *, vocab_size: int, max_len: int, **overrides) -> ModelConfig:
