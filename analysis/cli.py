@@ -1,47 +1,27 @@
-"""`hh-jax analyze {pm,rl,all} ROOT --out DIR`: fits and paper-style figures from run directories.
+"""`hh-jax analyze`: fits, paper-style figures and the report, from run directories.
 
-Writes `<out>/pm_analysis.json` / `<out>/rl_analysis.json` (every fitted number), a PNG and
-a PDF per figure, and prints a short summary. Pieces that are missing (no mix sweep, no
-bon.json, unfinished runs) are skipped with a printed note.
+    hh-jax analyze {pm,rl,all} ROOT --out DIR    fits and figures: <out>/pm_analysis.json or
+                                                 <out>/rl_analysis.json, a PNG and a PDF per figure
+    hh-jax analyze report ROOT [--preset NAME] [--main-run NAME]
+                                                 numbers.json, report.md, report.html from
+                                                 ROOT/figures/{pm_scaling,pm_mix,rl}/*_analysis.json
+    hh-jax analyze readme-table [--numbers docs/laptop/numbers.json] [--readme README.md] [--check]
+                                                 the README's claims table from numbers.json
 
-    hh-jax analyze all results/quick --out results/quick/analysis
+Pieces that are missing (no mix sweep, no bon.json, unfinished runs) are skipped with a
+printed note.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import os
 import sys
-from typing import Any
 
-import numpy as np
-
-from analysis import plots
+from analysis import plots, report
 from analysis import pm as pm_lib
 from analysis import rl as rl_lib
-from analysis.runs import RunFileError, discover, find_files
-
-
-def to_json(x: Any) -> Any:
-  """Numpy -> Python, tuple -> list, NaN/inf -> None (strict JSON), non-string keys -> strings."""
-  if isinstance(x, dict):
-    return {str(k): to_json(v) for k, v in x.items()}
-  if isinstance(x, (list, tuple)):
-    return [to_json(v) for v in x]
-  if isinstance(x, np.ndarray):
-    return to_json(x.tolist())
-  if isinstance(x, (np.integer,)):
-    return int(x)
-  if isinstance(x, (float, np.floating)):
-    return float(x) if math.isfinite(x) else None
-  return x
-
-
-def write_json(path: str, obj: Any) -> None:
-  with open(path, "w") as f:
-    json.dump(to_json(obj), f, indent=2, allow_nan=False)
+from analysis.runs import RunFileError, discover, find_files, write_json
 
 
 def _save_all(figures: dict, out_dir: str) -> list[str]:
@@ -77,7 +57,7 @@ def run_rl(root: str, out_dir: str, budget: float | None = None) -> dict:
   return _write(found, result, figures, notes, out_dir, "rl_analysis.json")
 
 
-def _report(name: str, out: dict, lines: list[str]) -> None:
+def _print_summary(name: str, out: dict, lines: list[str]) -> None:
   for line in lines:
     print(line)
   for d in out["skipped"]:
@@ -87,28 +67,70 @@ def _report(name: str, out: dict, lines: list[str]) -> None:
   print(f"  {name}: wrote {len(out['files'])} files to {os.path.dirname(out['files'][-1])}")
 
 
+def _fit_parser(sub, name: str, help_text: str) -> None:
+  p = sub.add_parser(name, help=help_text)
+  p.add_argument("root", help="results root holding run directories (searched recursively)")
+  p.add_argument("--out", required=True, help="output directory for figures and JSON")
+  p.add_argument("--n_boot", type=int, default=1000, help="bootstrap replicates for the scaling-law CIs")
+  p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+  p.add_argument("--budget", type=float, default=None,
+                 help="RL sample budget for the robustness plot (default: each run's last iteration)")
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog="hh-jax analyze", description=__doc__.splitlines()[0])
-  parser.add_argument("what", choices=("pm", "rl", "all"), help="which analysis")
-  parser.add_argument("root", help="results root holding run directories (searched recursively)")
-  parser.add_argument("--out", required=True, help="output directory for figures and JSON")
-  parser.add_argument("--n_boot", type=int, default=1000, help="bootstrap replicates for the scaling-law CIs")
-  parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-  parser.add_argument("--budget", type=float, default=None,
-                      help="RL sample budget for the robustness plot (default: each run's last iteration)")
+  sub = parser.add_subparsers(dest="what", required=True, metavar="{pm,rl,all,report,readme-table}")
+  _fit_parser(sub, "pm", "PM scaling, calibration, mix and turn analysis")
+  _fit_parser(sub, "rl", "PPO, best-of-n and Elo analysis")
+  _fit_parser(sub, "all", "pm and rl into one output directory")
+  p = sub.add_parser("report", help="numbers.json, report.md, report.html from ROOT/figures/*")
+  p.add_argument("root", help="results root whose figures/ holds the analysis outputs")
+  p.add_argument("--preset", default=None, help="preset name for the title and numbers.json")
+  p.add_argument("--main-run", default=None, dest="main_run",
+                 help="basename of the main PPO run directory (default: the first run)")
+  p = sub.add_parser("readme-table", help="the README's results block from numbers.json")
+  p.add_argument("--numbers", default=os.path.join("docs", "laptop", "numbers.json"))
+  p.add_argument("--readme", default="README.md")
+  p.add_argument("--check", action="store_true", help="write nothing; exit 1 with a diff if they differ")
   return parser
+
+
+def _fit(args) -> None:
+  if args.what in ("pm", "all"):
+    out = run_pm(args.root, args.out, n_boot=args.n_boot, seed=args.seed)
+    _print_summary("pm", out, pm_lib.summary_lines(out["result"]))
+  if args.what in ("rl", "all"):
+    out = run_rl(args.root, args.out, budget=args.budget)
+    _print_summary("rl", out, rl_lib.summary_lines(out["result"]))
+
+
+def _write_report(args) -> None:
+  numbers = report.write_report(args.root, args.preset, args.main_run)
+  print(report.held_sentence(numbers))
+  print(f"  report: wrote numbers.json, report.md, report.html to {args.root}")
+
+
+def _readme_table(args) -> int:
+  diff = report.sync_readme(args.numbers, args.readme, check=args.check)
+  if args.check and diff:
+    print(diff, end="")
+    print(f"hh-jax analyze: {args.readme} results block differs from {args.numbers}; "
+          "run `hh-jax analyze readme-table` to update it", file=sys.stderr)
+    return 1
+  print(f"{args.readme}: results block {'up to date' if not diff else 'updated'}")
+  return 0
 
 
 def main(argv: list[str] | None = None) -> int:
   args = build_parser().parse_args(argv)
   try:
-    if args.what in ("pm", "all"):
-      out = run_pm(args.root, args.out, n_boot=args.n_boot, seed=args.seed)
-      _report("pm", out, pm_lib.summary_lines(out["result"]))
-    if args.what in ("rl", "all"):
-      out = run_rl(args.root, args.out, budget=args.budget)
-      _report("rl", out, rl_lib.summary_lines(out["result"]))
-  except (RunFileError, FileNotFoundError) as e:
+    if args.what == "report":
+      _write_report(args)
+    elif args.what == "readme-table":
+      return _readme_table(args)
+    else:
+      _fit(args)
+  except (RunFileError, FileNotFoundError, report.ResultsBlockError) as e:
     print(f"hh-jax analyze: error: {e}", file=sys.stderr)
     return 1
   return 0

@@ -6,7 +6,8 @@ skipped, never loaded. Side files that are not runs (`bon.json`, `elo.json`) are
 with `find_files`.
 
 Every reader raises `RunFileError` (a ValueError) naming the file, and the line for
-JSON-lines files, when a file is malformed.
+JSON-lines files, when a file is malformed. `write_json` writes the analysis outputs as
+strict JSON (`to_json`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import os
 from typing import Any
 
@@ -52,6 +54,29 @@ def read_jsonl(path: str) -> list[dict]:
         raise RunFileError(f"{path}: line {lineno} is not a JSON object")
       records.append(record)
   return records
+
+
+def to_json(x: Any) -> Any:
+  """Numpy -> Python, tuple -> list, NaN/inf -> None (strict JSON), non-string keys -> strings."""
+  if isinstance(x, dict):
+    return {str(k): to_json(v) for k, v in x.items()}
+  if isinstance(x, (list, tuple)):
+    return [to_json(v) for v in x]
+  if isinstance(x, np.ndarray):
+    return to_json(x.tolist())
+  if isinstance(x, np.bool_):
+    return bool(x)
+  if isinstance(x, np.integer):
+    return int(x)
+  if isinstance(x, (float, np.floating)):
+    return float(x) if math.isfinite(x) else None
+  return x
+
+
+def write_json(path: str, obj: Any) -> None:
+  """`obj` as strict, indented JSON (see to_json)."""
+  with open(path, "w") as f:
+    json.dump(to_json(obj), f, indent=2, allow_nan=False)
 
 
 @dataclasses.dataclass(eq=False)

@@ -8,6 +8,8 @@ independently of the code under test.
 
 from __future__ import annotations
 
+import ast
+import glob
 import json
 import os
 import subprocess
@@ -15,6 +17,7 @@ import sys
 
 import numpy as np
 import pytest
+import scipy.stats
 
 from analysis import cli, plots
 from analysis import pm as pm_lib
@@ -147,13 +150,20 @@ def build_results(root):
     make_ppo_run(ppo, f"{policy[0]}_pm100k", policy, ("pm100k", 100_000), rng)
   kl = np.log(BON_N) - (np.array(BON_N) - 1) / np.array(BON_N)
   d = np.sqrt(kl)
-  _write(os.path.join(ppo, "bon", "bon.json"), {
+  bon_run = os.path.join(root, "quick", "best_of_n", "bon-p25k_pm100k")   # a run directory of its own
+  _write(os.path.join(bon_run, "config.json"), {"kind": "best_of_n", "policy": "p25k", "train_pm": "pm100k"})
+  _write(os.path.join(bon_run, "summary.json"), {"kind": "best_of_n", "n_max": BON_N[-1]})
+  _write(os.path.join(bon_run, "bon.json"), {
       "n": BON_N, "kl_bound": kl.tolist(), "score_train": (1.0 * d).tolist(),
       "score_test/t100k": (0.8 * d - 0.05 * d * d).tolist(),
       "gold_hh": (BON_BASE + d * (BON_ALPHA - BON_BETA * d)).tolist(), "gold_hh_base": BON_BASE})
-  _write(os.path.join(ppo, "p25k_pm100k", "elo.json"), {
-      "samples": [0, 640, 1280, 2560], "elo_pm_predicted": [0, 40, 80, 120], "elo_gold": [0, 30, 50, 60],
-      "elo_gold_stderr": [0, 8, 9, 10]})
+  elo = {"samples": [0, 640, 1280, 2560], "elo_pm_predicted": [0, 40, 80, 120], "elo_gold": [0, 30, 50, 60],
+         "elo_gold_stderr": [0, 8, 9, 10]}
+  elo_run = os.path.join(root, "quick", "elo", "elo-p25k_pm100k")          # the run-directory layout
+  _write(os.path.join(elo_run, "config.json"), {"kind": "elo", "ppo_run": "p25k_pm100k"})
+  _write(os.path.join(elo_run, "summary.json"), {"kind": "elo"})
+  _write(os.path.join(elo_run, "elo.json"), elo)
+  _write(os.path.join(ppo, "p25k_pm100k", "elo.json"), elo)                # the older layout: inside the PPO run
   return root
 
 
@@ -185,14 +195,55 @@ def test_discovery_skips_unfinished_and_nests(results):
   assert len([r for r in found.runs if r.kind == "pm"]) == n_pm
   assert len(find_runs(results, kind="ppo")) == 2
   assert [os.path.basename(d) for d in found.skipped] == ["killed_run"]
-  assert find_files(results, "bon.json")[0].endswith(os.path.join("ppo", "bon", "bon.json"))
-  assert len(find_files(results, "elo.json")) == 1  # inside a PPO run directory
+  (bon,) = find_files(results, "bon.json")
+  assert bon.endswith(os.path.join("best_of_n", "bon-p25k_pm100k", "bon.json"))
+  elos = [os.path.relpath(p, os.path.join(results, "quick")) for p in find_files(results, "elo.json")]
+  assert elos == [os.path.join("elo", "elo-p25k_pm100k", "elo.json"), os.path.join("ppo", "p25k_pm100k", "elo.json")]
+
+
+def test_side_files_found_in_both_layouts(tmp_path):
+  """bon.json / elo.json in run directories (best_of_n/<run>/, elo/<run>/) and in the older places
+  (best_of_n/bon.json, ppo/<run>/elo.json); neither kind of run is taken for a PPO run."""
+  root = str(tmp_path)
+  for rel in ("best_of_n/bon.json", "best_of_n/policy-a/bon.json", "elo/policy-a/elo.json", "ppo/policy-a/elo.json"):
+    _write(os.path.join(root, rel), {})
+  for run, kind in (("best_of_n/policy-a", "best_of_n"), ("elo/policy-a", "elo"), ("ppo/policy-a", "ppo")):
+    _write(os.path.join(root, run, "config.json"), {"kind": kind})
+    _write(os.path.join(root, run, "summary.json"), {})
+  assert [os.path.relpath(p, root) for p in find_files(root, "bon.json")] == [
+      os.path.join("best_of_n", "bon.json"), os.path.join("best_of_n", "policy-a", "bon.json")]
+  assert [os.path.relpath(p, root) for p in find_files(root, "elo.json")] == [
+      os.path.join("elo", "policy-a", "elo.json"), os.path.join("ppo", "policy-a", "elo.json")]
+  assert [r.name for r in find_runs(root, "ppo")] == [os.path.join("ppo", "policy-a")]
+
+
+ANALYSIS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "analysis")
+ANALYSIS_MODULES = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(ANALYSIS_DIR, "*.py")))
 
 
 def test_analysis_never_imports_hh_jax():
-  code = ("import sys, analysis.cli, analysis.pm, analysis.rl, analysis.runs, analysis.plots; "
+  modules = ", ".join(f"analysis.{m}" for m in ANALYSIS_MODULES if m != "__init__")
+  code = (f"import sys, {modules}; "
           "sys.exit(int(any(m == 'hh_jax' or m.startswith('hh_jax.') for m in sys.modules)))")
-  assert subprocess.run([sys.executable, "-c", code], cwd=os.path.dirname(os.path.dirname(__file__))).returncode == 0
+  assert "analysis.report" in code
+  assert subprocess.run([sys.executable, "-c", code], cwd=os.path.dirname(ANALYSIS_DIR)).returncode == 0
+  for m in ANALYSIS_MODULES:   # nor names it in an import, even one inside a function
+    with open(os.path.join(ANALYSIS_DIR, m + ".py")) as f:
+      tree = ast.parse(f.read())
+    for node in ast.walk(tree):
+      names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+               else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+      assert not any(n == "hh_jax" or n.startswith("hh_jax.") for n in names), (m, node.lineno)
+
+
+def test_analysis_modules_and_functions_are_short():
+  for m in ANALYSIS_MODULES:
+    with open(os.path.join(ANALYSIS_DIR, m + ".py")) as f:
+      text = f.read()
+    assert text.count("\n") <= 500, m
+    for node in ast.walk(ast.parse(text)):
+      if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        assert node.end_lineno - node.lineno + 1 <= 80, (m, node.name)
 
 
 def test_lazy_files(results):
@@ -312,7 +363,7 @@ def test_rl_curves_and_score_fit(results):
   fit = rl_lib.run_fits(c)["score_vs_sqrt_kl"]["train"]
   x = D_STEP * np.arange(T_ITERS // 2)
   se_slope = SCORE_NOISE / np.sqrt(np.sum((x - x.mean()) ** 2))
-  assert fit["n"] == T_ITERS // 2
+  assert fit["n"] == T_ITERS // 2 and fit["iterations"] == T_ITERS // 2
   assert abs(fit["slope"] - K_SLOPE) < 4 * se_slope
   assert abs(fit["intercept"] - S0) < 4 * SCORE_NOISE * np.sqrt(1 / len(x) + x.mean()**2 / np.sum((x - x.mean())**2))
 
@@ -338,11 +389,26 @@ def test_robustness_at_budget_by_hand(results):
     assert t["params"] == params
     assert t["gain"] == pytest.approx(k * 1.9 - q * 1.9**2)
     assert t["gap_start"] == pytest.approx(c["score_train"][0] - 0.1)
+    train_gain = c["score_train"][19] - c["score_train"][0]
+    assert t["gain_gap"] == pytest.approx(train_gain - (k * 1.9 - q * 1.9**2))
   # A larger (more robust) test PM gains more at the same budget, as in Fig 33.
   gains = [rob["tests"][n]["gain"] for n, *_ in TEST_PMS]
   assert gains == sorted(gains)
   assert rl_lib.budget_index(c["samples"], None) == T_ITERS - 1
   assert rl_lib.budget_index(c["samples"], 1) == 0
+
+
+def test_robustness_fit_matches_linregress_on_hand_gains(analyzed):
+  """At the last iteration (d = 3.9) every run's test-PM gain is k d - q d^2 exactly: the slope of
+  gain on ln(params) over the 2 runs x 3 test PMs, from scipy as an independent OLS."""
+  d = D_STEP * (T_ITERS - 1)
+  x = [np.log(p) for _ in range(2) for _, p, _, _ in TEST_PMS]
+  y = [k * d - q * d * d for _ in range(2) for _, _, k, q in TEST_PMS]
+  ref = scipy.stats.linregress(x, y)
+  fit = analyzed["rl"]["result"]["robustness_fit"]
+  assert fit["n_points"] == 6
+  assert fit["slope"] == pytest.approx(ref.slope) and fit["slope_stderr"] == pytest.approx(ref.stderr)
+  assert rl_lib.robustness_fit(analyzed["rl"]["result"]["runs"][:0]) is None   # no points, no fit
 
 
 def test_bon_fit_exact(analyzed):
@@ -396,6 +462,11 @@ def test_json_outputs_are_strict_and_complete(analyzed):
   with open(os.path.join(analyzed["out"], "rl_analysis.json")) as f:
     rl_json = json.load(f)
   assert len(rl_json["runs"]) == 2 and rl_json["runs"][0]["robustness"]["tests"]["t100k"]["params"] == 100_000
+  assert set(rl_json["runs"][0]["gain_gaps"]) == {n for n, *_ in TEST_PMS}
+  assert rl_json["robustness_fit"]["slope"] == pytest.approx(analyzed["rl"]["result"]["robustness_fit"]["slope"])
+  # Best-of-n and Elo from their run directories; Elo also from the older place inside a PPO run.
+  assert [os.path.basename(os.path.dirname(b["path"])) for b in rl_json["best_of_n"]] == ["bon-p25k_pm100k"]
+  assert [os.path.basename(os.path.dirname(e["path"])) for e in rl_json["elo"]] == ["elo-p25k_pm100k", "p25k_pm100k"]
 
 
 def test_cli_handles_missing_pieces(tmp_path, capsys):
