@@ -9,11 +9,11 @@ import sys
 SUBCOMMANDS = {
     "world": ("hh_jax.data.world.cli", "main", "inspect the synthetic HH world (`hh-jax world stats`)"),
     "data": ("hh_jax.data.cli", "main", "prepare HH-RLHF / hh_synth TFDS datasets"),
-    "train": ("hh_jax.train.cli", "main", "run one experiment config (`hh-jax train FILE [--set k=v]`)"),
+    "train": ("hh_jax.train.sweep", "train_main", "run one experiment config (`hh-jax train FILE [--set k=v]`)"),
     "sweep": ("hh_jax.train.sweep", "main", "run or print a sweep (`hh-jax sweep FILE [--print]`)"),
     "analyze": ("analysis.cli", "main", "fits and paper-style figures from run directories"),
     "reproduce": ("hh_jax.reproduce", "main", "the main job: every stage, a report beside the paper"),
-    "bench": ("hh_jax.bench", "main", "throughput benchmarks (`hh-jax bench [--quick] [--json F]`)"),
+    "bench": ("hh_jax.bench.suite", "main", "throughput benchmarks (`hh-jax bench [--quick] [--json F]`)"),
 }
 
 

@@ -14,13 +14,16 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from hh_jax import bench, models
+from hh_jax import models
+from hh_jax.bench import suite
+from hh_jax.bench.throughput import QUICK
+from hh_jax.bench.timing import CompileCounter
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 HAS_HF = HAS_TORCH and importlib.util.find_spec("transformers") is not None
 
 TINY = dataclasses.replace(
-    bench.QUICK, sizes=("1k",), steps=1, repeats=1, matmul_n=128, decode_size="1k",
+    QUICK, sizes=("1k",), steps=1, repeats=1, matmul_n=128, decode_size="1k",
     decode_batch=2, prompt_len=4, new_tokens=3, decode_repeats=1, loop_size="1k", loop_steps=2,
     loop_ratio=10, memory_size="1k", memory_steps=1, torch=HAS_TORCH, xla_default_ab=False)
 
@@ -28,10 +31,10 @@ TINY = dataclasses.replace(
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
   path = tmp_path_factory.mktemp("bench") / "bench.json"
-  results = bench.run(TINY, log=lambda *_: None)
-  results.update(bench.flat_summary(results))
+  results = suite.run(TINY, log=lambda *_: None)
+  results.update(suite.flat_summary(results))
   path.write_text(json.dumps(results))
-  return json.loads(path.read_text()), bench.format_table(results)
+  return json.loads(path.read_text()), suite.format_table(results)
 
 
 def _positive(x) -> bool:
@@ -89,7 +92,7 @@ def test_compile_counter_counts_one_per_new_shape():
   """A jitted function compiles once per input shape and never again for a seen shape."""
   f = jax.jit(lambda x: x * 2.0 + 1.0)
   inputs = {n: jnp.ones((n,)) for n in (3, 5)}          # made outside: eager ops compile too
-  with bench.CompileCounter() as counter:
+  with CompileCounter() as counter:
     for n in (3, 5, 3, 5, 3):
       f(inputs[n]).block_until_ready()
   assert counter.count == 2
@@ -97,5 +100,5 @@ def test_compile_counter_counts_one_per_new_shape():
 
 def test_unknown_size_is_an_error(capsys):
   with pytest.raises(SystemExit):
-    bench.main(["--sizes", "7k"])
+    suite.main(["--sizes", "7k"])
   assert "unknown" in capsys.readouterr().err

@@ -13,7 +13,8 @@ import jax
 import numpy as np
 import pytest
 
-from hh_jax import bench, models, sharding as shd
+from hh_jax import models, sharding as shd
+from hh_jax.bench.throughput import VOCAB, random_pm_batch
 from hh_jax.config import MeshConfig, OptimConfig
 from hh_jax.train import optim, pm
 
@@ -22,7 +23,7 @@ STEPS = 3
 
 
 def _setup():
-  cfg = models.ladder_config("1k", vocab_size=bench.VOCAB, max_len=16)
+  cfg = models.ladder_config("1k", vocab_size=VOCAB, max_len=16)
   graphdef, params = models.init(cfg, jax.random.key(0))
   optimizer = optim.make_optimizer(OptimConfig(learning_rate=1e-2, warmup_steps=0), STEPS)
   return graphdef, params, optimizer
@@ -36,7 +37,7 @@ def _run(step, state, put=lambda b: b):
   key = jax.random.key(1)
   losses = []
   for i in range(STEPS):
-    state, metrics = step(state, put(bench.random_pm_batch(8, 16, seed=i)), key)
+    state, metrics = step(state, put(random_pm_batch(8, 16, seed=i)), key)
     losses.append(float(metrics["pm/loss"]))
   return np.array(losses), jax.device_get(state["params"])
 
@@ -61,7 +62,7 @@ def test_pm_step_with_and_without_the_options_agree_sharded_or_not():
   graphdef, params, optimizer = _setup()
   step = pm.make_step(graphdef, optimizer)
   state = _state(params, optimizer)
-  compiled = step.lower(state, bench.random_pm_batch(8, 16), jax.random.key(1)).compile()
+  compiled = step.lower(state, random_pm_batch(8, 16), jax.random.key(1)).compile()
   with_options = _run(compiled, state)
   plain = optim.jit_train_step(step.__wrapped__, xla_defaults=True)
   _assert_same(with_options, _run(plain, _state(params, optimizer)))
