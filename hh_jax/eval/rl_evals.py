@@ -3,20 +3,16 @@
 best_of_n_eval: N replies per prompt from a base policy; for each n <= N the expected
 score of the reply that the train PM ranks best among n (the unbiased order-statistic
 estimator, `best_of_n.best_of_n_selected_score`), evaluated by the train PM, every test
-PM and the gold reward, beside the KL bound log n - (n-1)/n. Written to bon.json.
+PM and the gold reward, beside the KL bound log n - (n-1)/n.
 
 elo_eval: the replies a PPO run stored at its snapshots (same prompts for every
 snapshot) are compared pairwise by the gold labeler, P(i beats j) = sigmoid(beta (R_i -
 R_j)) with R the gold HH reward, one sampled label per prompt and pair; Elo is fitted by
 maximum likelihood (`elo.fit_elo`, anchored at the initial policy) and set beside the
-PM-predicted Elo 174 x (mean train-PM score - initial). Written to elo.json.
+PM-predicted Elo 174 x (mean train-PM score - initial).
 """
 
 from __future__ import annotations
-
-import glob
-import json
-import os
 
 import jax
 import jax.numpy as jnp
@@ -27,10 +23,14 @@ from hh_jax.eval import best_of_n, elo
 from hh_jax.train.rollout import generate, make_pm_score_fn
 
 
-def best_of_n_eval(policy, train_pm, test_pms: dict, prompts: np.ndarray, out_path: str, *,
-                   n_max: int = 64, max_new_tokens: int = 16, temperature: float = 1.0,
-                   gold_fn=None, seed: int = 0, chunk: int = 512) -> dict:
-  """Best-of-n curves (module docstring). policy/PMs are `hh_jax.train.ppo.Model`s."""
+def best_of_n_eval(policy, train_pm, test_pms: dict, prompts: np.ndarray, *, n_max: int = 64,
+                   max_new_tokens: int = 16, temperature: float = 1.0, gold_fn=None, seed: int = 0,
+                   chunk: int = 512) -> dict:
+  """Best-of-n curves (module docstring) as a JSON-able dict.
+
+  policy, train_pm and the test_pms values are models: anything with `.graphdef` and
+  `.params` (as a loaded run's model has). prompts: (P, T) left-padded tokens.
+  """
   p = len(prompts)
   rep = np.repeat(prompts, n_max, axis=0)                                # (P*N, T)
   gen = jax.jit(lambda params, x, k: generate(policy.graphdef, params, x, k,
@@ -60,17 +60,13 @@ def best_of_n_eval(policy, train_pm, test_pms: dict, prompts: np.ndarray, out_pa
     curve = best_of_n.best_of_n_selected_score(scores["score_train"], s, ns)   # (P, K)
     result[name] = curve.mean(axis=0).tolist()
     result[f"{name}_base"] = float(s.mean())
-  with open(out_path, "w") as f:
-    json.dump(result, f, indent=2)
   return result
 
 
-def elo_eval(ppo_run_dir: str, *, reward: str = "hh", beta: float = 2.0, seed: int = 0,
-             out_name: str = "elo.json") -> dict:
-  """Gold-labeller Elo of a PPO run's snapshots (module docstring)."""
-  paths = sorted(glob.glob(os.path.join(ppo_run_dir, "snapshots", "iter_*.npz")))
+def elo_eval(paths: list[str], *, reward: str = "hh", beta: float = 2.0, seed: int = 0) -> dict:
+  """Gold-labeller Elo of a PPO run's snapshot files, in training order (module docstring)."""
   if len(paths) < 2:
-    raise FileNotFoundError(f"{ppo_run_dir}: Elo needs >= 2 snapshots (set snapshot_every)")
+    raise FileNotFoundError(f"Elo needs >= 2 policy snapshots (set snapshot_every), got {paths}")
   snaps = [np.load(p) for p in paths]
   gold_key = f"gold_{reward}"
   if gold_key not in snaps[0].files:
@@ -94,6 +90,4 @@ def elo_eval(ppo_run_dir: str, *, reward: str = "hh", beta: float = 2.0, seed: i
       "gold_mean": rewards.mean(axis=1).tolist(), "score_train_mean": score_train.tolist(),
       "labeler": {"reward": reward, "beta": beta, "comparisons_per_pair": int(rewards.shape[1])},
   }
-  with open(os.path.join(ppo_run_dir, out_name), "w") as f:
-    json.dump(result, f, indent=2)
   return result
