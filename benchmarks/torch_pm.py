@@ -30,7 +30,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-PAD_ID = 0
+from hh_jax.models.config import LAPTOP_LADDER
+from hh_jax.special_tokens import PAD_ID
 
 
 class Block(nn.Module):
@@ -136,7 +137,7 @@ def pm_step_tokens_per_s(shape: tuple[int, int, int], *, pairs: int, seq: int, v
 def hf_generate_tokens_per_s(shape: tuple[int, int, int], *, batch: int, prompt: int, new: int,
                              vocab: int, repeats: int) -> float:
   """Generated tokens per second of `GPT2LMHeadModel.generate` (greedy, KV cache, random init)."""
-  from transformers import GPT2Config, GPT2LMHeadModel
+  from transformers import GPT2Config, GPT2LMHeadModel  # optional: only --hf-generate needs it
   n_layers, d, n_heads = shape
   config = GPT2Config(vocab_size=vocab, n_positions=prompt + new, n_embd=d, n_layer=n_layers,
                       n_head=n_heads, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
@@ -171,7 +172,6 @@ def main(argv=None) -> int:
   parser.add_argument("--prompt", type=int, default=64)
   parser.add_argument("--new", type=int, default=64)
   args = parser.parse_args(argv)
-  from hh_jax.models.config import LAPTOP_LADDER
   if args.threads:
     torch.set_num_threads(args.threads)
   result = {"torch_version": torch.__version__, "torch_num_threads": torch.get_num_threads()}
@@ -180,7 +180,7 @@ def main(argv=None) -> int:
       raise SystemExit(f"--sizes: unknown size {name!r}; known: {', '.join(LAPTOP_LADDER)}")
     shape = LAPTOP_LADDER[name]
     if args.hf_generate:
-      import transformers
+      import transformers  # optional: only --hf-generate needs it
       result["transformers_version"] = transformers.__version__
       result[name] = {"hf_generate_tokens_per_s": hf_generate_tokens_per_s(
           shape, batch=args.batch, prompt=args.prompt, new=args.new, vocab=args.vocab,
