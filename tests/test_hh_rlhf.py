@@ -11,6 +11,7 @@ import gzip
 import hashlib
 import json
 import os
+import pickle
 import shutil
 import sys
 
@@ -292,7 +293,6 @@ def test_online_path_downloads_official_urls(tmp_path, monkeypatch):
 
 
 def test_builder_pickles_with_its_options(tmp_path):
-  import pickle
   builder = tfds.builder("hh_rlhf/harmless-base", data_dir=os.fspath(tmp_path), splits=("test",),
                          skip_malformed=True, checksums={"harmless-base/test.jsonl.gz": (1, "0" * 64)})
   clone = pickle.loads(pickle.dumps(builder))

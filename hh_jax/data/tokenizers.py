@@ -18,7 +18,8 @@ from typing import Iterable, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from hh_jax.special_tokens import EOC_ID, EOS_ID, NUM_SPECIAL, PAD_ID  # noqa: F401 (re-exported)
+# Also re-exported from here for the modules not yet importing hh_jax.special_tokens.
+from hh_jax.special_tokens import EOC_ID, EOS_ID, NUM_SPECIAL, PAD_ID  # noqa: F401
 
 
 @runtime_checkable
