@@ -1,4 +1,4 @@
-"""Least-squares fits behind the paper-style figures: pure NumPy (analysis never imports hh_jax).
+"""Least-squares fits behind the paper-style figures: pure NumPy, no training code.
 
 - `linear_fit`: y = intercept + slope * x, with standard errors.
 - `loglinear_fit`, `loglinear_curve`, `bootstrap_loglinear`, `per_slice_fits`: the PM scaling law

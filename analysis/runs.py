@@ -1,4 +1,4 @@
-"""Finding and reading run directories (files only: analysis never imports hh_jax).
+"""Finding and reading run directories (files only: nothing here uses the training code).
 
 A results root holds run directories, possibly nested (`results/quick/pm_scaling/<run>/`).
 A finished run has `summary.json`; one without it (killed, still running) is reported as

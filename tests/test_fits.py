@@ -71,6 +71,14 @@ def test_loglinear_fit_recovers_paper_law_exactly():
     fits.loglinear_fit([0.5, 0.6, 0.7], [1.0, 0.0, 2.0], [1.0, 2.0, 3.0])
 
 
+
+def test_loglinear_curve_is_the_law():
+  # The paper's law at a 100B model and 80k comparisons is a = 0.72; one e-fold more of each adds b + c.
+  law = {"a": A, "b": B, "c": C, "p0": P0, "d0": D0}
+  assert fits.loglinear_curve(law, P0, D0) == pytest.approx(A)
+  assert fits.loglinear_curve(law, P0 * math.e, D0 * math.e) == pytest.approx(A + B + C)
+  assert fits.loglinear_curve(law, PARAMS[:, None], DATA[None, :]) == pytest.approx(_law(PARAMS[:, None], DATA[None, :]))
+
 def _noisy_records(seeds_per_cell=4, noise=0.004, seed=0):
   rng = np.random.default_rng(seed)
   return [{"params": p, "data": d, "seed": s, "acc": _law(p, d) + noise * rng.normal()}
