@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import time
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from hh_jax.bench.timing import best_seconds_per_call   # eager torch: fn blocks on its own
 from hh_jax.models.config import LAPTOP_LADDER
 from hh_jax.special_tokens import PAD_ID
 
@@ -108,19 +107,6 @@ def random_pm_batch(pairs: int, seq: int, vocab: int, seed: int = 0) -> dict:
           "chosen_eoc_index": eoc, "rejected_eoc_index": eoc}
 
 
-def best_seconds_per_call(fn, calls: int, repeats: int, warmup: int = 2) -> float:
-  """min over `repeats` blocks of (wall time of `calls` calls) / calls: robust to other load."""
-  for _ in range(warmup):
-    fn()
-  best = math.inf
-  for _ in range(repeats):
-    start = time.perf_counter()
-    for _ in range(calls):
-      fn()
-    best = min(best, (time.perf_counter() - start) / calls)
-  return best
-
-
 def pm_step_tokens_per_s(shape: tuple[int, int, int], *, pairs: int, seq: int, vocab: int,
                          steps: int, repeats: int) -> float:
   """Tokens (2 * pairs * seq per step) per second of the eager PM train step."""
@@ -130,7 +116,8 @@ def pm_step_tokens_per_s(shape: tuple[int, int, int], *, pairs: int, seq: int, v
   optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95), eps=1e-5,
                                 weight_decay=0.0)
   batch = random_pm_batch(pairs, seq, vocab)
-  seconds = best_seconds_per_call(lambda: pm_train_step(model, optimizer, batch), steps, repeats)
+  seconds = best_seconds_per_call(lambda: pm_train_step(model, optimizer, batch), steps, repeats,
+                                  warmup=2)
   return 2 * pairs * seq / seconds
 
 
