@@ -2,6 +2,8 @@
 
     hh_jax/models, hh_jax/data   nothing from hh_jax.train, hh_jax.reproduce, hh_jax.bench,
                                  experiments or analysis (the library below the trainers)
+    hh_jax/eval                  no trainer or run lifecycle (models are duck-typed on
+                                 .graphdef/.params; sampling comes from hh_jax.train.rollout)
     analysis/                    nothing from hh_jax (fits and figures read run files only)
 
 Imports are read from the source (ast), top level and inside functions alike.
@@ -14,6 +16,8 @@ import pathlib
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 LIBRARY_FORBIDDEN = ("hh_jax.train", "hh_jax.reproduce", "hh_jax.bench", "experiments", "analysis")
+EVAL_FORBIDDEN = ("hh_jax.train.ppo", "hh_jax.train.lifecycle", "hh_jax.reproduce", "hh_jax.bench",
+                  "experiments", "analysis")
 
 
 def imported_modules(tree: ast.AST) -> list[tuple[int, str]]:
@@ -58,6 +62,11 @@ def violations(folders: tuple[str, ...], forbidden: tuple[str, ...]) -> list[str
 def test_models_and_data_import_no_trainer_or_driver():
   found = violations(("hh_jax/models", "hh_jax/data"), LIBRARY_FORBIDDEN)
   assert not found, "the library imports a layer above it:\n" + "\n".join(found)
+
+
+def test_eval_imports_no_trainer_or_lifecycle():
+  found = violations(("hh_jax/eval",), EVAL_FORBIDDEN)
+  assert not found, "hh_jax/eval imports a trainer or driver:\n" + "\n".join(found)
 
 
 def test_analysis_imports_nothing_from_hh_jax():
