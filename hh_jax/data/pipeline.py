@@ -122,7 +122,8 @@ def encoded_pairs(dataset: str, split: str, tokenizer_spec: str, max_len: int,
   """(PairArrays, extras) for a whole split, cached in `<data_dir>/hh_jax_cache/`."""
   data_dir = data_dir or default_data_dir()
   tok = get_tokenizer(dataset, tokenizer_spec)
-  path = _cache_path(data_dir, dataset, split, tokenizer_spec, max_len, "pairs-v1")
+  # v2: one shared context cut for both replies, and the reply lengths stored.
+  path = _cache_path(data_dir, dataset, split, tokenizer_spec, max_len, "pairs-v2")
   if os.path.exists(path):
     z = np.load(path)
     arrays = batching.PairArrays(
@@ -140,15 +141,6 @@ def encoded_pairs(dataset: str, split: str, tokenizer_spec: str, max_len: int,
   _save_npz_atomic(path, **{f.name: getattr(arrays, f.name) for f in dataclasses.fields(arrays)},
                    **{f"extra_{k}": v for k, v in extras.items()})
   return arrays, extras
-
-
-def take(arrays: batching.PairArrays, rows: np.ndarray) -> batching.PairArrays:
-  """The pairs at `rows` (in that order)."""
-  return batching.PairArrays(
-      chosen_tokens=arrays.chosen_tokens[rows], rejected_tokens=arrays.rejected_tokens[rows],
-      chosen_eoc_index=arrays.chosen_eoc_index[rows],
-      rejected_eoc_index=arrays.rejected_eoc_index[rows], num_turns=arrays.num_turns[rows],
-      source=arrays.source[rows], weight=arrays.weight[rows], source_names=arrays.source_names)
 
 
 def select_rows(source: np.ndarray, source_names: tuple[str, ...], seed: int, num: int | None,
@@ -193,8 +185,9 @@ def load_pm_data(cfg: DataConfig, seed: int):
                      cfg.helpful_fraction, cfg.split_half)
   eval_rows = np.random.default_rng(0).permutation(len(evals))[:cfg.num_eval_pairs]
   eval_rows = np.sort(eval_rows)
-  return PMData(tokenizer=get_tokenizer(cfg.dataset, cfg.tokenizer), train=take(train, rows),
-                eval=take(evals, eval_rows), eval_extras={k: v[eval_rows] for k, v in extras.items()})
+  return PMData(tokenizer=get_tokenizer(cfg.dataset, cfg.tokenizer),
+                train=batching.take_pairs(train, rows), eval=batching.take_pairs(evals, eval_rows),
+                eval_extras={k: v[eval_rows] for k, v in extras.items()})
 
 
 def load_lm_data(cfg: DataConfig, seed: int, num_eval: int = 1024):
