@@ -1,26 +1,26 @@
 """The helpful/harmless tension: % helpful data in the PM's training mix (Bai et al. Fig 19, 26).
 
-A fixed budget of comparisons, from 0% to 100% helpful in steps of 20%, for a small
-and a large PM; each is scored on helpful and on harmless test pairs. A PM trained on
-one distribution only should be below chance on the other.
+A fixed budget of comparisons with 0% to 100% helpful pairs, for a small and a larger PM,
+each scored on helpful and on harmless test pairs: a PM trained on one distribution only
+should be near or below chance on the other.
 
-    hh-jax sweep experiments/pm_mix.py --workdir runs/pm_mix
+    hh-jax sweep experiments/pm_mix.py --root runs        # after base_lm
+    hh-jax analyze pm runs/pm_mix --out figures/pm_mix
 """
 
-from hh_jax.config import DataConfig, OptimConfig, RunConfig
+from experiments import common
 
-SIZES = ("6k", "100k")
-HELPFUL_FRACTIONS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
-
-
-def get_config() -> RunConfig:
-  return RunConfig(
-      kind="pm", model_size="100k", batch_size=32, log_every=20, checkpoint_every=250,
-      data=DataConfig(dataset="hh_synth/mix", max_len=64, num_train_pairs=16_000,
-                      helpful_fraction=0.5, num_eval_pairs=2_000),
-      optim=OptimConfig(learning_rate=1e-3, warmup_steps=10, schedule="constant"))
+NEEDS = ("base_lm",)
+AXES = {"mix_sizes": ("6k", "25k"), "helpful_fractions": (0.0, 0.25, 0.5, 0.75, 1.0),
+        "mix_pairs": 8_000}
 
 
-def get_sweep() -> list[dict]:
-  return [{"model_size": size, "data.helpful_fraction": f}
-          for size in SIZES for f in HELPFUL_FRACTIONS]
+def get_config():
+  return common.pm_config()
+
+
+def get_sweep(axes: dict) -> list[dict]:
+  return [common.pm_run(size, **{"data.num_train_pairs": axes["mix_pairs"],
+                                 "data.helpful_fraction": f,
+                                 "_name": f"{size}-h{int(round(100 * f))}"})
+          for size in axes["mix_sizes"] for f in axes["helpful_fractions"]]

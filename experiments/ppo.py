@@ -1,36 +1,52 @@
-"""PPO of each policy size against one train PM, scored by test PMs (Bai et al. Fig 4, 13, 33).
+"""PPO against train PMs, scored by test PMs and the gold reward (Bai et al. Fig 4, 13, 15, 33).
 
-Uses the runs of the base_lm and pm_scaling sweeps in the same parent directory
-(`{root}`), e.g.
+Two families of runs, one policy each from a base LM:
+- robustness: the main policy size against the train PM of every size (the test PMs of every
+  size score the same samples: does a larger test PM see less of the train PM's gain?);
+- parallel curves: every policy size against the largest train PM.
+The main run (main policy, largest train PM) also stores policy snapshots on fixed eval
+prompts every `snapshot_every` iterations, for the gold-labeller Elo (experiments/elo.py).
 
-    hh-jax sweep experiments/base_lm.py --workdir runs/base_lm
-    hh-jax sweep experiments/pm_scaling.py --workdir runs/pm_scaling
-    hh-jax sweep experiments/ppo.py --workdir runs/ppo
-    hh-jax analyze rl runs/ppo --out figures/rl
+RL prompts are 90% helpful and 10% red-team, as in the paper's later runs, which "used more
+helpful prompts to curb over-optimised harmlessness" (section 4.4): with a 50/50 mix the first
+nat of KL goes to learning to refuse, a two-valued reward that saturates, and the score is
+concave in sqrt(KL) early.
 
-The train PM is the largest PM at the largest dataset size (seed 0); the test PMs are
-every size at that dataset size with seed 1 (other weights, other data order). For
-disjoint train/test comparisons (the paper's robustness split) use `hh-jax reproduce`,
-whose `pm_halves` stage trains PMs on two halves of the data.
+    hh-jax sweep experiments/ppo.py --root runs      # after base_lm and pm_halves
+    hh-jax analyze rl runs --out figures/rl
 """
 
 from hh_jax.config import OptimConfig
+from hh_jax.train.experiment import ref, refs
 from hh_jax.train.ppo import PPOConfig
 
-POLICY_SIZES = ("25k", "100k")
-PM_SIZES = ("6k", "25k", "100k", "400k")
-PM_RUN = "{root}/pm_scaling/model_size=%s,num_train_pairs=64000,seed=%d"
+NEEDS = ("base_lm", "pm_halves")
+AXES = {"policy_size": "100k", "policy_sizes": ("25k", "100k"),
+        "half_sizes": ("6k", "25k", "100k"), "snapshot_every": 10}
 
 
 def get_config() -> PPOConfig:
   return PPOConfig(
-      num_iterations=120, batch_size=64, minibatch_size=16, ppo_epochs=2, max_new_tokens=16,
-      prompt_len=47, kl_coef=0.001, snapshot_every=10,
-      optim=OptimConfig(learning_rate=1e-4, warmup_steps=0, b2=0.999))
+      num_iterations=100, batch_size=256, minibatch_size=32, ppo_epochs=2, max_new_tokens=16,
+      prompt_len=47, prompt_dataset="hh_synth/prompts-20000-s0-h90", checkpoint_every=20,
+      optim=OptimConfig(learning_rate=5e-5, warmup_steps=0, b2=0.999))
 
 
-def get_sweep() -> list[dict]:
-  tests = tuple(PM_RUN % (size, 1) for size in PM_SIZES)
-  return [{"policy_init": "{root}/base_lm/model_size=" + size,
-           "reward_pm": PM_RUN % (PM_SIZES[-1], 0), "test_pms": tests}
-          for size in POLICY_SIZES]
+def main_run_name(axes: dict) -> str:
+  """The main run: the main policy size against the largest train PM."""
+  return f"policy-{axes['policy_size']}-pm-{axes['half_sizes'][-1]}"
+
+
+def get_sweep(axes: dict) -> list[dict]:
+  largest = axes["half_sizes"][-1]
+  pairs = [(axes["policy_size"], pm) for pm in axes["half_sizes"]]
+  pairs += [(pol, largest) for pol in axes["policy_sizes"] if (pol, largest) not in pairs]
+  runs = []
+  for policy, pm in pairs:
+    name = f"policy-{policy}-pm-{pm}"
+    runs.append({"policy_init": ref("base_lm", model_size=policy),
+                 "reward_pm": ref("pm_halves", model_size=pm, split_half=0),
+                 "test_pms": refs("pm_halves", split_half=1),
+                 "snapshot_every": axes["snapshot_every"] if name == main_run_name(axes) else 0,
+                 "_name": name})
+  return runs

@@ -37,6 +37,10 @@ class Checkpointer:
         state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
     return restored.state, restored.meta
 
+  def delete(self, step: int) -> None:
+    """Remove the checkpoint of `step` (one whose parameters turned out to give a NaN loss)."""
+    self._manager.delete(step)
+
   def close(self) -> None:
     self._manager.close()
 

@@ -327,12 +327,12 @@ def _parse(value: Any, typ: Any) -> Any:
 def override(cfg, overrides: dict[str, Any]):
   """Return `cfg` with dotted-path overrides applied, e.g. {"data.max_len": 128}.
 
-  Unknown paths raise KeyError naming the path and the known fields there; bad values
-  raise the `ConfigError` that building the config with them raises.
+  All changes to one config are applied together, so fields checked against each other
+  (batch_size and minibatch_size) may change in one call. Unknown paths raise KeyError
+  naming the path and the known fields there; bad values raise the `ConfigError` that
+  building the config with them raises.
   """
-  for dotted, value in overrides.items():
-    cfg = _set(cfg, dotted.split("."), value, dotted)
-  return cfg
+  return _apply(cfg, [(dotted.split("."), value, dotted) for dotted, value in overrides.items()])
 
 
 def _replace(cfg, where: str, **changes):
@@ -343,16 +343,23 @@ def _replace(cfg, where: str, **changes):
     raise e.at(where) from None
 
 
-def _set(cfg, parts: list[str], value: Any, dotted: str, where: str = ""):
+def _apply(cfg, items: list[tuple[list[str], Any, str]], where: str = ""):
+  """Apply [(path parts, value, dotted name)] to `cfg` in one replace per config level."""
   names = {f.name for f in dataclasses.fields(cfg)}
-  head = parts[0]
-  if head not in names:
-    raise KeyError(f"unknown config field {dotted!r}: {type(cfg).__name__} has no {head!r}; "
-                   f"known: {', '.join(sorted(names))}")
-  if len(parts) == 1:
-    return _replace(cfg, where, **{head: _parse(value, _field_types(type(cfg))[head])})
-  child = _set(getattr(cfg, head), parts[1:], value, dotted, f"{where}.{head}" if where else head)
-  return _replace(cfg, where, **{head: child})
+  changes, nested = {}, {}
+  for parts, value, dotted in items:
+    head = parts[0]
+    if head not in names:
+      raise KeyError(f"unknown config field {dotted!r}: {type(cfg).__name__} has no {head!r}; "
+                     f"known: {', '.join(sorted(names))}")
+    if len(parts) == 1:
+      changes[head] = _parse(value, _field_types(type(cfg))[head])
+    else:
+      nested.setdefault(head, []).append((parts[1:], value, dotted))
+  for head, sub in nested.items():
+    changes[head] = _apply(changes.get(head, getattr(cfg, head)), sub,
+                           f"{where}.{head}" if where else head)
+  return _replace(cfg, where, **changes) if changes else cfg
 
 
 def parse_overrides(items: list[str]) -> dict[str, str]:

@@ -11,10 +11,15 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from hh_jax import models
-from hh_jax.special_tokens import PAD_ID
+import numpy as np
 import optax
 
+from hh_jax import models
+from hh_jax.config import RunConfig
+from hh_jax.data import pipeline
+from hh_jax.data.batching import LMIterator
+from hh_jax.special_tokens import PAD_ID
+from hh_jax.train import lifecycle, supervised
 from hh_jax.train.optim import apply_gradients, current_learning_rate, jit_train_step
 
 
@@ -55,3 +60,28 @@ def make_eval_step(graphdef):
     return {"loss": loss, **metrics}
 
   return jax.jit(eval_step)
+
+
+def evaluate_lm(graphdef, params, eval_tokens: np.ndarray, batch_size: int) -> dict:
+  """Token-weighted mean loss and next-token accuracy over the full batches of eval_tokens."""
+  eval_step = make_eval_step(graphdef)
+  totals = np.zeros(3)                                   # loss * n, accuracy * n, n
+  for start in range(0, len(eval_tokens) - batch_size + 1, batch_size):
+    out = eval_step(params, {"tokens": eval_tokens[start:start + batch_size]})
+    n = float(out["tokens"])
+    totals += (float(out["loss"]) * n, float(out["token_accuracy"]) * n, n)
+  n = max(totals[2], 1.0)
+  return {"eval/lm_loss": totals[0] / n, "eval/token_accuracy": totals[1] / n}
+
+
+def build_task(cfg: RunConfig, run_dir: str, inputs: pipeline.LMData | None = None) -> lifecycle.Task:
+  """A base-LM run: next-token training over the corpus, then `evaluate_lm`."""
+  del run_dir
+  data = inputs if inputs is not None else pipeline.load_lm_data(cfg.data, cfg.seed)
+  batches = LMIterator(data.train_tokens, cfg.batch_size, seed=cfg.seed, num_epochs=cfg.num_epochs)
+  return supervised.supervised_task(
+      cfg, data.tokenizer.vocab_size, batches, len(data.train_tokens), make_step, None,
+      lambda graphdef, params, _: lifecycle.Outputs(
+          summary=evaluate_lm(graphdef, params, data.eval_tokens, cfg.batch_size)),
+      to_input=lambda b: {"tokens": b.tokens}, loss_key="lm/loss",
+      count_tokens=lambda b: int((b.tokens != PAD_ID).sum()))

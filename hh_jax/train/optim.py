@@ -56,13 +56,14 @@ def current_learning_rate(opt_state) -> jax.Array:
   return jnp.float32(jnp.nan)
 
 
-def init_train_state(params, optimizer: optax.GradientTransformation, hparams: dict | None = None):
-  """{step: 0, params, opt_state, hparams} with hparams as float32 scalars."""
+def init_train_state(params, optimizer: optax.GradientTransformation, hparams=None):
+  """{step: 0, params, opt_state, hparams}; hparams is a task's typed NamedTuple of traced
+  scalars (e.g. `pm.PMHparams`), stored as float32 so changing a value never recompiles."""
   return {
       "step": jnp.zeros((), jnp.int32),
       "params": params,
       "opt_state": optimizer.init(params),
-      "hparams": {k: jnp.float32(v) for k, v in (hparams or {}).items()},
+      "hparams": jax.tree.map(jnp.float32, hparams if hparams is not None else {}),
   }
 
 

@@ -19,22 +19,43 @@ Batches are dicts of arrays:
 Usage from another project:
 
     step = hh_jax.train.pm.make_step(graphdef, optimizer)
-    state = hh_jax.train.optim.init_train_state(params, optimizer, {"harmless_weight": 1.0})
+    state = hh_jax.train.optim.init_train_state(params, optimizer, pm.PMHparams(harmless_weight=1.0))
     state, metrics = step(state, batch, key)
+
+As a run (`build_task`), the final PM is scored on every evaluation pair: accuracy overall,
+per source and per dialogue turn, beside the gold labeller's Bayes ceiling (synthetic world)
+and the "shorter reply is chosen" baseline; every pair's scores go to eval_scores.npz.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
-
-from hh_jax import models
+import numpy as np
 import optax
 
+from hh_jax import models
+from hh_jax.config import RunConfig
+from hh_jax.data import pipeline
+from hh_jax.data.batching import PairArrays, PairIterator, shorter_reply_baseline
+from hh_jax.train import lifecycle, supervised
 from hh_jax.train.optim import apply_gradients, current_learning_rate, jit_train_step
 from hh_jax.train.rl_core import bradley_terry_loss
 
-PM_HPARAMS = {"harmless_weight": 1.0}
+
+class PMHparams(NamedTuple):
+  """The PM step's traced hyperparameters (sweeping them never recompiles)."""
+
+  harmless_weight: float = 1.0        # lambda in L = L_help + lambda L_harm
+
+
+PM_HPARAMS = PMHparams()
+
+
+def hparams_from_config(cfg: RunConfig) -> PMHparams:
+  return PMHparams(harmless_weight=cfg.data.harmless_weight)
 
 
 def pair_scores(graphdef, params, batch, dropout_key=None):
@@ -63,7 +84,7 @@ def make_step(graphdef, optimizer, *, donate: bool = True, shardings=None):
     key = jax.random.fold_in(key, state["step"])
 
     def loss_fn(params):
-      return pm_loss(graphdef, params, batch, state["hparams"]["harmless_weight"], key)
+      return pm_loss(graphdef, params, batch, state["hparams"].harmless_weight, key)
 
     (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
     new_state = apply_gradients(state, grads, optimizer)
@@ -87,3 +108,92 @@ def make_eval_step(graphdef, *, shardings=None):
   state_shardings, batch_sharding = shardings
   return jax.jit(eval_step, in_shardings=(state_shardings["params"], batch_sharding))
 
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def pm_scores(graphdef, params, arrays: PairArrays, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+  """Raw scores (chosen (N,), rejected (N,)) of every pair in `arrays`, in order."""
+  eval_step = make_eval_step(graphdef)
+  n = len(arrays)
+  chosen, rejected = [], []
+  for start in range(0, n, batch_size):
+    rows = np.arange(start, start + batch_size) % n          # pad the last batch by wrapping
+    out = eval_step(params, {k: getattr(arrays, k)[rows] for k in (
+        "chosen_tokens", "rejected_tokens", "chosen_eoc_index", "rejected_eoc_index")})
+    keep = min(batch_size, n - start)
+    chosen.append(np.asarray(out["chosen"])[:keep])
+    rejected.append(np.asarray(out["rejected"])[:keep])
+  return np.concatenate(chosen), np.concatenate(rejected)
+
+
+def pair_accuracy(margin: np.ndarray) -> float:
+  """mean([margin > 0] + 0.5 [margin = 0]) (ties count half); NaN for no pairs."""
+  return float(np.mean((margin > 0) + 0.5 * (margin == 0))) if len(margin) else float("nan")
+
+
+def bayes_ceilings(arrays: PairArrays, p_chosen: np.ndarray) -> dict:
+  """mean(max(p, 1 - p)) overall and per source: the best accuracy any PM can reach when the
+  gold labeller picks the chosen reply with probability p."""
+  p = np.asarray(p_chosen, np.float64)
+  best = np.maximum(p, 1 - p)
+  out = {"eval/bayes_ceiling": float(best.mean())}
+  for i, name in enumerate(arrays.source_names):
+    if (arrays.source == i).any():
+      out[f"eval/bayes_ceiling_{name}"] = float(best[arrays.source == i].mean())
+  return out
+
+
+def evaluate_pm(graphdef, params, data: pipeline.PMData, batch_size: int) -> lifecycle.Outputs:
+  """Accuracy overall, per source and per turn, the Bayes ceiling and the shorter-reply
+  baseline on the same pairs; per-pair scores as eval_scores.npz."""
+  arrays = data.eval
+  r_c, r_r = pm_scores(graphdef, params, arrays, batch_size)
+  margin = r_c - r_r
+  out = {"eval/accuracy": pair_accuracy(margin), "eval/num_pairs": len(margin),
+         "eval/mean_margin": float(margin.mean())}
+  for i, name in enumerate(arrays.source_names):
+    if (arrays.source == i).any():
+      out[f"eval/accuracy_{name}"] = pair_accuracy(margin[arrays.source == i])
+  for turn in np.unique(arrays.num_turns):
+    out[f"eval/accuracy_turn_{int(turn)}"] = pair_accuracy(margin[arrays.num_turns == turn])
+  out["eval/shorter_baseline_accuracy"] = shorter_reply_baseline(arrays)
+  extras = {k: np.asarray(v) for k, v in data.eval_extras.items()}
+  if "p_chosen" in extras:
+    out.update(bayes_ceilings(arrays, extras["p_chosen"]))
+  scores = {"chosen": r_c, "rejected": r_r, "source": arrays.source, "num_turns": arrays.num_turns,
+            "source_names": np.array(arrays.source_names), **extras}
+  return lifecycle.Outputs(summary=out, arrays={"eval_scores.npz": scores})
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+def device_batch(batch, source_names: tuple[str, ...]) -> dict:
+  """A PairBatch as the step's input dict (module docstring), with is_harmless from its source."""
+  harmless_ids = [i for i, n in enumerate(source_names) if "harmless" in n]
+  return {
+      "chosen_tokens": batch.chosen_tokens, "rejected_tokens": batch.rejected_tokens,
+      "chosen_eoc_index": batch.chosen_eoc_index, "rejected_eoc_index": batch.rejected_eoc_index,
+      "weight": batch.weight.astype(np.float32),
+      "is_harmless": np.isin(batch.source, harmless_ids).astype(np.float32),
+  }
+
+
+def count_tokens(batch) -> int:
+  """Real tokens of both sides (context, reply and EOC) in one host PairBatch."""
+  return int((batch.chosen_eoc_index + batch.rejected_eoc_index + 2).sum())
+
+
+def build_task(cfg: RunConfig, run_dir: str, inputs: pipeline.PMData | None = None) -> lifecycle.Task:
+  """A PM run: one pass (or num_epochs) over the training pairs, then `evaluate_pm`."""
+  del run_dir
+  data = inputs if inputs is not None else pipeline.load_pm_data(cfg.data, cfg.seed)
+  batches = PairIterator(data.train, cfg.batch_size, seed=cfg.seed, num_epochs=cfg.num_epochs)
+  names = data.train.source_names
+  return supervised.supervised_task(
+      cfg, data.tokenizer.vocab_size, batches, len(data.train), make_step,
+      hparams_from_config(cfg),
+      lambda graphdef, params, _: evaluate_pm(graphdef, params, data, cfg.batch_size),
+      to_input=lambda b: device_batch(b, names), loss_key="pm/loss", count_tokens=count_tokens)

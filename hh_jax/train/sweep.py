@@ -1,25 +1,24 @@
-"""Experiments as files, and sweeps over them.
+"""`hh-jax sweep FILE` and `hh-jax train FILE`: an experiment's runs, run or printed.
 
-An experiment file defines `get_config()` (a RunConfig or PPOConfig) and `get_sweep()`
-(a list of override dicts, e.g. {"model_size": "100k", "data.num_train_pairs": 4000,
-"seed": 1}). Each run's directory is `<workdir>/<run name>`, the name built from its
-overrides. String values may use `{workdir}` (the sweep's workdir) and `{root}` (its
-parent), so a PPO sweep can point at PM runs of an earlier stage.
+    hh-jax sweep experiments/pm_scaling.py --root runs [--preset quick] [--workers 2]
+    hh-jax sweep experiments/pm_scaling.py --root runs --print          # one command per run
+    hh-jax sweep experiments/pm_scaling.py --root runs --print --json   # resolved configs
+    hh-jax train experiments/pm_scaling.py --root runs --run 25k-n4000-s0
+    hh-jax train experiments/pm_scaling.py --workdir runs/x --set model_size=400k  # ad hoc
 
-    hh-jax sweep experiments/pm_scaling.py --workdir runs/pm_scaling [--workers 2]
-    hh-jax sweep experiments/pm_scaling.py --workdir runs/pm_scaling --print   # for a cluster
-    hh-jax train experiments/pm_scaling.py --workdir runs/x --set model_size=400k
-
+Runs are planned by `hh_jax.train.experiment.plan`, the same function `hh-jax reproduce`
+uses, so a sweep under `--preset P` trains exactly the runs of the reproduction's stage.
 Locally each run is a subprocess (a crash or OOM in one run cannot take the sweep down);
 finished runs (summary.json) are skipped, failures are recorded in
-`<workdir>/failures.jsonl` with the run's log tail, and the sweep goes on.
+`<root>/<experiment>/failures.jsonl` with the run's log tail, and the sweep goes on.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import concurrent.futures as cf
-import importlib.util
+import dataclasses
 import json
 import os
 import re
@@ -27,70 +26,72 @@ import shlex
 import subprocess
 import sys
 import time
-from typing import Any
+
+from experiments.presets import PRESETS
+from hh_jax.config import ConfigError, override, parse_overrides
+from hh_jax.metrics import NonFiniteLossError
+from hh_jax.train import experiment as ex
+from hh_jax.train import lifecycle, tasks
+
+# What a user can fix (a bad config, a missing file or run, malformed data, divergence): the
+# CLIs print the message and exit 2. HH_JAX_TRACEBACK=1 re-raises them with their traceback.
+USER_ERRORS = () if os.environ.get("HH_JAX_TRACEBACK") else (
+    ConfigError, KeyError, ValueError, FileNotFoundError, NonFiniteLossError)
 
 
-def load_experiment(path: str):
-  """Import an experiment file as a module (it must define get_config and get_sweep)."""
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"experiment file {path} not found")
-  name = "hh_jax_experiment_" + re.sub(r"\W", "_", os.path.splitext(os.path.basename(path))[0])
-  spec = importlib.util.spec_from_file_location(name, path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  for fn in ("get_config", "get_sweep"):
-    if not hasattr(module, fn):
-      raise AttributeError(f"{path} does not define {fn}()")
-  return module
+def add_plan_args(parser: argparse.ArgumentParser) -> None:
+  """The arguments that select planned runs (shared by sweep and train)."""
+  parser.add_argument("experiment", help="an experiment file (or the name of one in experiments/)")
+  parser.add_argument("--root", default="runs", help="runs land in ROOT/<experiment>/<run>")
+  parser.add_argument("--preset", default=None, choices=sorted(PRESETS),
+                      help="a reproduction preset's axis values and overrides")
+  parser.add_argument("--axis", action="append", default=[], metavar="NAME=VALUE",
+                      help="an axis value, e.g. seeds=(0,1,2) (Python literal)")
+  parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                      help="a config override applied to every run")
+  parser.add_argument("--data_dir", default=None, help="TFDS data_dir for every run")
 
 
-def run_name(overrides: dict[str, Any]) -> str:
-  """A directory name from the overrides: {"model_size": "1k", "seed": 0} -> "model_size=1k,seed=0"."""
-  if not overrides:
-    return "default"
-  parts = []
-  for key, value in overrides.items():
-    short = key.split(".")[-1]
-    if isinstance(value, (tuple, list)):
-      text = len(value)                       # e.g. test_pms=4
-    elif isinstance(value, str) and "/" in value:
-      text = os.path.basename(os.path.normpath(value))
-    else:
-      text = value
-    parts.append(f"{short}={text}")
-  return re.sub(r"[^\w.,=+-]", "_", ",".join(parts))
-
-
-def format_paths(overrides: dict[str, Any], workdir: str) -> dict[str, Any]:
-  root = os.path.dirname(os.path.abspath(workdir))
-  fmt = lambda v: v.format(workdir=os.path.abspath(workdir), root=root) if isinstance(v, str) else v  # noqa: E731
+def parse_axes(items: list[str]) -> dict:
   out = {}
-  for key, value in overrides.items():
-    out[key] = tuple(fmt(v) for v in value) if isinstance(value, (tuple, list)) else fmt(value)
+  for key, value in parse_overrides(items).items():
+    try:
+      out[key] = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+      out[key] = value
   return out
 
 
-def _override_args(overrides: dict[str, Any]) -> list[str]:
-  args = []
-  for key, value in overrides.items():
-    if isinstance(value, (tuple, list)):
-      value = repr(tuple(value))
-    args += ["--set", f"{key}={value}"]
-  return args
+def planned(args) -> list[ex.PlannedRun]:
+  """The runs the arguments select (every `--only` match, or the one `--run`)."""
+  preset = PRESETS[args.preset] if args.preset else None
+  runs = ex.plan(args.experiment, os.path.abspath(args.root), preset, parse_axes(args.axis),
+                 parse_overrides(args.set), data_dir=args.data_dir)
+  only = getattr(args, "only", None)
+  return [r for r in runs if not only or re.search(only, r.name)]
 
 
-def train_command(experiment: str, run_dir: str, overrides: dict[str, Any]) -> list[str]:
-  return ["hh-jax", "train", experiment, "--workdir", run_dir, *_override_args(overrides)]
+def plan_args(args) -> list[str]:
+  """The command-line arguments that select the same plan again."""
+  out = [args.experiment, "--root", args.root]
+  out += ["--preset", args.preset] if args.preset else []
+  for flag, items in (("--axis", args.axis), ("--set", args.set)):
+    for item in items:
+      out += [flag, item]
+  return out + (["--data_dir", args.data_dir] if args.data_dir else [])
 
 
-def _run_one(experiment: str, run_dir: str, overrides: dict[str, Any], extra_env: dict) -> dict:
-  os.makedirs(run_dir, exist_ok=True)
-  cmd = [sys.executable, "-m", "hh_jax.cli", *train_command(experiment, run_dir, overrides)[1:],
-         "--no-progress"]
+def train_command(args, run: ex.PlannedRun) -> list[str]:
+  return ["hh-jax", "train", *plan_args(args), "--run", run.name]
+
+
+def _run_one(args, run: ex.PlannedRun) -> dict:
+  os.makedirs(run.dir, exist_ok=True)
+  cmd = [sys.executable, "-m", "hh_jax.cli", *train_command(args, run)[1:], "--no-progress"]
   start = time.time()
-  with open(os.path.join(run_dir, "train.log"), "a") as log:
-    proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **extra_env})
-  return {"run": run_dir, "returncode": proc.returncode, "seconds": time.time() - start}
+  with open(os.path.join(run.dir, "train.log"), "a") as log:
+    proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT)
+  return {"run": run.dir, "returncode": proc.returncode, "seconds": time.time() - start}
 
 
 def _tail(path: str, n: int = 20) -> str:
@@ -101,68 +102,79 @@ def _tail(path: str, n: int = 20) -> str:
     return ""
 
 
-def run_sweep(experiment: str, workdir: str, *, workers: int = 1, only: str | None = None,
-              extra_overrides: dict[str, Any] | None = None, progress: bool = True) -> dict:
-  """Run every unfinished run of the experiment's sweep; return counts and failures."""
-  module = load_experiment(experiment)
-  runs = []
-  for overrides in module.get_sweep():
-    overrides = format_paths({**overrides, **(extra_overrides or {})}, workdir)
-    name = run_name({k: v for k, v in overrides.items() if k not in (extra_overrides or {})})
-    if only and not re.search(only, name):
-      continue
-    runs.append((os.path.join(workdir, name), overrides))
-  todo = [(d, o) for d, o in runs if not os.path.exists(os.path.join(d, "summary.json"))]
-  os.makedirs(workdir, exist_ok=True)
+def run_sweep(args, runs: list[ex.PlannedRun], progress: bool = True) -> dict:
+  """Run every unfinished run (subprocesses, `args.workers` at a time); counts and failures."""
+  todo = [r for r in runs if not lifecycle.is_finished(r.dir)]
   if progress:
-    print(f"sweep {experiment}: {len(runs)} runs, {len(runs) - len(todo)} finished, "
-          f"{len(todo)} to run with {workers} worker(s) -> {workdir}", flush=True)
-  env: dict[str, str] = {}
+    print(f"sweep {args.experiment}: {len(runs)} runs, {len(runs) - len(todo)} finished, "
+          f"{len(todo)} to run with {args.workers} worker(s)", flush=True)
   failures, done = [], 0
-  with cf.ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-    futures = {pool.submit(_run_one, experiment, d, o, env): (d, o) for d, o in todo}
+  with cf.ThreadPoolExecutor(max_workers=max(1, args.workers)) as pool:
+    futures = {pool.submit(_run_one, args, r): r for r in todo}
     for fut in cf.as_completed(futures):
-      result = fut.result()
+      result, run = fut.result(), futures[fut]
       done += 1
       if result["returncode"] != 0:
-        d, o = futures[fut]
-        log_tail = _tail(os.path.join(d, "train.log"))
-        failure = {**result, "overrides": o, "log_tail": log_tail}
+        failure = {**result, "name": run.name, "log_tail": _tail(os.path.join(run.dir, "train.log"))}
         failures.append(failure)
-        with open(os.path.join(workdir, "failures.jsonl"), "a") as f:
+        with open(os.path.join(os.path.dirname(run.dir), "failures.jsonl"), "a") as f:
           f.write(json.dumps(failure) + "\n")
       if progress:
         status = "ok" if result["returncode"] == 0 else f"FAILED (rc {result['returncode']})"
-        print(f"[{done}/{len(todo)}] {os.path.basename(result['run'])}: {status} "
-              f"in {result['seconds']:.0f}s", flush=True)
+        print(f"[{done}/{len(todo)}] {run.name}: {status} in {result['seconds']:.0f}s", flush=True)
   return {"runs": len(runs), "ran": len(todo), "failed": len(failures), "failures": failures}
 
 
 def main(argv: list[str]) -> int:
   parser = argparse.ArgumentParser(prog="hh-jax sweep", description=__doc__.splitlines()[0])
-  parser.add_argument("experiment")
-  parser.add_argument("--workdir", default=None, help="default: runs/<experiment name>")
+  add_plan_args(parser)
   parser.add_argument("--workers", type=int, default=1)
   parser.add_argument("--print", action="store_true", help="print one command per run and exit")
+  parser.add_argument("--json", action="store_true", help="with --print: the resolved configs")
   parser.add_argument("--only", default=None, help="regex on run names")
-  parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                      help="override applied to every run")
   args = parser.parse_args(argv)
-  from hh_jax.config import parse_overrides
-  workdir = args.workdir or os.path.join("runs", os.path.splitext(os.path.basename(args.experiment))[0])
-  extra = parse_overrides(args.set)
+  try:
+    runs = planned(args)
+  except USER_ERRORS as e:
+    print(f"hh-jax sweep: {e.args[0] if e.args else e}", file=sys.stderr)
+    return 2
   if args.print:
-    module = load_experiment(args.experiment)
-    for overrides in module.get_sweep():
-      overrides = format_paths({**overrides, **extra}, workdir)
-      name = run_name({k: v for k, v in overrides.items() if k not in extra})
-      if args.only and not re.search(args.only, name):
-        continue
-      print(shlex.join(train_command(args.experiment, os.path.join(workdir, name), overrides)))
+    for run in runs:
+      print(json.dumps({"name": run.name, "dir": run.dir, "config": dataclasses.asdict(run.config)})
+            if args.json else shlex.join(train_command(args, run)))
     return 0
-  result = run_sweep(args.experiment, workdir, workers=args.workers, only=args.only,
-                     extra_overrides=extra)
-  print(f"sweep done: {result['ran']} ran, {result['failed']} failed "
-        f"(see {os.path.join(workdir, 'failures.jsonl')})" if result["failed"] else
-        f"sweep done: {result['ran']} ran, 0 failed")
+  result = run_sweep(args, runs)
+  print(f"sweep done: {result['ran']} ran, {result['failed']} failed")
   return 1 if result["failed"] else 0
+
+
+def train_main(argv: list[str]) -> int:
+  parser = argparse.ArgumentParser(prog="hh-jax train", description="one run of an experiment")
+  add_plan_args(parser)
+  parser.add_argument("--run", default=None, help="the planned run of this name")
+  parser.add_argument("--workdir", default=None,
+                      help="instead of --run: the file's base config (with --set) in this directory")
+  parser.add_argument("--no-progress", action="store_true")
+  parser.add_argument("--allow-resume-changes", action="store_true",
+                      help=f"continue a stopped run with new values of {lifecycle.RESUME_SAFE_FIELDS}")
+  args = parser.parse_args(argv)
+  if (args.run is None) == (args.workdir is None):
+    parser.error("give exactly one of --run NAME and --workdir DIR")
+  try:
+    if args.run is not None:
+      found = [r for r in planned(args) if r.name == args.run]
+      if not found:
+        raise ex.ExperimentError(f"{args.experiment} has no run {args.run!r}")
+      cfg, run_dir = found[0].config, found[0].dir
+    else:
+      cfg = override(ex.load_experiment(args.experiment).get_config(), parse_overrides(args.set))
+      cfg = ex.with_field(cfg, "data_dir", args.data_dir) if args.data_dir else cfg
+      run_dir = args.workdir
+    summary = tasks.run_config(cfg, run_dir, progress=not args.no_progress,
+                               allow_changes=args.allow_resume_changes)
+  except USER_ERRORS as e:
+    print(f"hh-jax train: {e.args[0] if e.args else e}", file=sys.stderr)
+    return 2
+  keys = [k for k in summary if k.startswith(("eval/accuracy", "eval/lm_loss", "ppo/score", "ppo/kl"))]
+  print(" ".join(f"{k}={summary[k]:.4f}" for k in keys[:6] if isinstance(summary[k], float)))
+  return 0

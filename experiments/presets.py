@@ -1,0 +1,74 @@
+"""Presets of `hh-jax reproduce`: the experiments of a reproduction in order, the axis values
+they share, and per-experiment config overrides. The experiment files' own defaults are the
+laptop study, so `laptop` overrides nothing.
+
+    smoke     CI's end-to-end test: every stage, tiny (about a minute on 2 CPU cores)
+    quick     every stage and figure, smaller grids (target < 10 min on 2 CPU cores)
+    laptop    the full CPU-scale study (target < 60 min on 2 CPU cores), the default
+    hh-rlhf   real data on one accelerator host: the paper's three smallest shapes trained
+              from scratch on HH-RLHF text (byte tokens); no gold labeller, so no Elo stage.
+              Its run time is an estimate (~8e17 training FLOPs at 40% of an H100's bf16
+              peak is ~35 min, plus latency-bound PPO decoding), not a measurement.
+"""
+
+from hh_jax.train.experiment import Preset
+
+STAGES = ("base_lm", "pm_scaling", "pm_mix", "pm_halves", "ppo", "best_of_n", "elo")
+PM_STAGES = ("pm_scaling", "pm_mix", "pm_halves")
+
+
+def _each(stages, overrides: dict) -> dict:
+  return {stage: dict(overrides) for stage in stages}
+
+
+def _policy(prompt_dataset: str, max_len: int, max_new_tokens: int, **ppo) -> dict:
+  """Overrides of the PPO and best-of-n stages: prompts of max_len - max_new_tokens - 1 tokens
+  so that prompt + reply + EOC fits every model."""
+  shared = {"prompt_dataset": prompt_dataset, "max_new_tokens": max_new_tokens,
+            "prompt_len": max_len - max_new_tokens - 1}
+  bon = {k: ppo.pop(k) for k in ("num_prompts", "n_max") if k in ppo}
+  return {"ppo": {**shared, **ppo}, "best_of_n": {**shared, **bon}}
+
+
+PRESETS = {
+    "laptop": Preset(name="laptop", stages=STAGES, expected_minutes="< 60 on 2 CPU cores"),
+    "quick": Preset(
+        name="quick", stages=STAGES, expected_minutes="< 10 on 2 CPU cores",
+        axes={"sizes": ("1k", "6k", "25k"), "pm_sizes": ("1k", "6k", "25k"),
+              "num_pairs": (500, 2_000, 8_000), "seeds": (0, 1), "mix_sizes": ("6k",),
+              "helpful_fractions": (0.0, 0.5, 1.0), "mix_pairs": 4_000,
+              "half_sizes": ("1k", "6k", "25k"), "half_pairs": 8_000, "policy_size": "25k",
+              "policy_sizes": ("6k", "25k"), "snapshot_every": 4},
+        overrides={"base_lm": {"data.num_train_pairs": 30_000},
+                   **_policy("hh_synth/prompts", 64, 16, num_iterations=40, batch_size=64,
+                             minibatch_size=16, **{"optim.learning_rate": 1e-4},
+                             num_prompts=64, n_max=32)}),
+    "smoke": Preset(
+        name="smoke", stages=STAGES, expected_minutes="~1 on 2 CPU cores",
+        axes={"sizes": ("1k", "6k"), "pm_sizes": ("1k", "6k"), "num_pairs": (200, 600),
+              "seeds": (0, 1), "mix_sizes": ("1k",), "helpful_fractions": (0.0, 0.5, 1.0),
+              "mix_pairs": 300, "half_sizes": ("1k", "6k"), "half_pairs": 400,
+              "policy_size": "6k", "policy_sizes": ("1k", "6k"), "snapshot_every": 1},
+        overrides={"base_lm": {"data.dataset": "hh_synth/lm-1000-s0-t100", "data.max_len": 48,
+                               "data.num_train_pairs": None},
+                   **_each(PM_STAGES, {"data.dataset": "hh_synth/mix-2000-s0-t300",
+                                       "data.max_len": 48}),
+                   **_policy("hh_synth/prompts-500-s0-t50", 48, 8, num_iterations=4,
+                             batch_size=16, minibatch_size=16, **{"optim.learning_rate": 1e-4},
+                             num_prompts=8, n_max=8)}),
+    "hh-rlhf": Preset(
+        name="hh-rlhf", stages=STAGES[:-1], has_gold=False,
+        expected_minutes="an estimated 1-2 h on one H100 (not measured)",
+        axes={"sizes": ("13M", "42M", "197M"), "pm_sizes": ("13M", "42M", "197M"),
+              "num_pairs": (10_000, 40_000, 160_000), "seeds": (0,), "mix_sizes": ("13M", "42M"),
+              "helpful_fractions": (0.0, 0.25, 0.5, 0.75, 1.0), "mix_pairs": 40_000,
+              "half_sizes": ("13M", "42M", "197M"), "half_pairs": 80_000, "policy_size": "42M",
+              "policy_sizes": ("13M", "42M"), "snapshot_every": 0},
+        overrides={"base_lm": {"data.dataset": "hh_rlhf/all", "data.max_len": 512,
+                               "data.num_train_pairs": None, "dtype": "bfloat16"},
+                   **_each(PM_STAGES, {"data.dataset": "hh_rlhf/all", "data.max_len": 512,
+                                       "dtype": "bfloat16", "batch_size": 64}),
+                   **_policy("hh_rlhf/all", 512, 128, num_iterations=400, batch_size=128,
+                             minibatch_size=16, **{"optim.learning_rate": 1e-5},
+                             num_prompts=256, n_max=64)}),
+}

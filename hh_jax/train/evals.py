@@ -1,0 +1,96 @@
+"""Evaluation runs: best-of-n of a base policy and Elo of a PPO run, as lifecycle Tasks with
+no training steps, so their directories (config.json, bon.json / elo.json, summary.json) are
+written, skipped and checked like every other run's. The computations are `hh_jax.eval`'s.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import os
+
+import jax.numpy as jnp
+
+from hh_jax.data import pipeline
+from hh_jax.eval.rl_evals import best_of_n_eval, elo_eval
+from hh_jax.train import lifecycle
+
+
+@dataclasses.dataclass(frozen=True)
+class BestOfNConfig:
+  """N replies per prompt from `policy`, ranked by `train_pm`, scored by every PM and gold."""
+
+  kind: str = "best_of_n"
+  policy: str = ""                      # a base LM run
+  train_pm: str = ""                    # the PM that picks the best of n
+  test_pms: tuple[str, ...] = ()
+  prompt_dataset: str = "hh_synth/prompts"
+  prompt_split: str = "test"
+  prompt_len: int = 47
+  num_prompts: int = 128
+  n_max: int = 64
+  max_new_tokens: int = 16
+  temperature: float = 1.0
+  seed: int = 0
+  data_dir: str | None = None
+  tokenizer: str = "auto"
+
+  def __post_init__(self):
+    if self.kind != "best_of_n" or self.n_max < 1 or self.num_prompts < 1:
+      raise ValueError(f"BestOfNConfig: kind must be 'best_of_n', n_max and num_prompts >= 1 "
+                       f"(got {self.kind!r}, {self.n_max}, {self.num_prompts})")
+
+
+@dataclasses.dataclass(frozen=True)
+class EloConfig:
+  """Gold-labeller Elo of the policy snapshots a PPO run stored."""
+
+  kind: str = "elo"
+  ppo_run: str = ""
+  reward: str = "hh"                    # which gold reward the labeller compares
+  beta: float = 2.0                     # P(i beats j) = sigmoid(beta (R_i - R_j))
+  seed: int = 0
+
+  def __post_init__(self):
+    if self.kind != "elo" or self.reward not in ("hh", "helpful", "harmless"):
+      raise ValueError(f"EloConfig: kind must be 'elo', reward hh|helpful|harmless "
+                       f"(got {self.kind!r}, {self.reward!r})")
+
+
+def evaluation_task(finish) -> lifecycle.Task:
+  """A Task that trains nothing: `finish(None)` computes the outputs."""
+  return lifecycle.Task(state=None, step=None, batches=iter(()), num_steps=0, key=None,
+                        finish=finish, loss_key="")
+
+
+def build_best_of_n(cfg: BestOfNConfig, run_dir: str, inputs=None) -> lifecycle.Task:
+  """bon.json: best-of-n curves for n = 1, 2, 4, ... <= n_max (`hh_jax.eval.rl_evals`)."""
+  del run_dir
+  prompts = inputs if inputs is not None else pipeline.load_prompts(
+      cfg.prompt_dataset, cfg.prompt_split, cfg.prompt_len, cfg.tokenizer, cfg.data_dir,
+      limit=cfg.num_prompts)
+  policy, train_pm = lifecycle.load_model(cfg.policy), lifecycle.load_model(cfg.train_pm)
+  tests = {os.path.basename(os.path.normpath(d)): lifecycle.load_model(d) for d in cfg.test_pms}
+  gold = pipeline.world_gold_fn if cfg.prompt_dataset.startswith("hh_synth") else None
+
+  def finish(_):
+    bon = best_of_n_eval(policy, train_pm, tests, jnp.asarray(prompts), n_max=cfg.n_max,
+                         max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                         gold_fn=gold, seed=cfg.seed)
+    summary = {k: v for k, v in bon.items() if k.endswith("_base")}
+    return lifecycle.Outputs(summary=summary, json_files={"bon.json": bon})
+
+  return evaluation_task(finish)
+
+
+def build_elo(cfg: EloConfig, run_dir: str, inputs=None) -> lifecycle.Task:
+  """elo.json: maximum-likelihood gold Elo of the PPO run's snapshots beside the PM-predicted one."""
+  del run_dir, inputs
+  paths = sorted(glob.glob(os.path.join(cfg.ppo_run, lifecycle.EVALS, "step_*.npz")))
+
+  def finish(_):
+    elo = elo_eval(paths, reward=cfg.reward, beta=cfg.beta, seed=cfg.seed)
+    summary = {"elo/gold_final": elo["elo_gold"][-1], "elo/pm_predicted_final": elo["elo_pm_predicted"][-1]}
+    return lifecycle.Outputs(summary=summary, json_files={"elo.json": elo})
+
+  return evaluation_task(finish)

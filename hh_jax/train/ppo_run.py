@@ -1,0 +1,170 @@
+"""A PPO run as a lifecycle Task: load the policy and PMs, check they fit together, iterate.
+
+The step is one jitted PPO iteration (`ppo.make_iteration`); the host only logs: the mean
+metrics, each test PM's mean score, the gold reward of the rollouts (synthetic world) and a
+per-sample line (samples.jsonl: kl, score_train, score_test/<name>, gold_<k>), so fits can be
+recomputed. Held-out evaluations every `snapshot_every` iterations: the policy's replies to
+fixed eval prompts with every scorer's score (evals/step_XXXXXX.npz, for Elo).
+pms.json names the models used, with their sizes, for analysis.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from hh_jax import models
+from hh_jax import sharding as shd
+from hh_jax.data import pipeline
+from hh_jax.data.batching import LMIterator
+from hh_jax.metrics import read_jsonl
+from hh_jax.train import lifecycle
+from hh_jax.train.optim import init_train_state, make_optimizer
+from hh_jax.train.ppo import PPOConfig, hparams_from_config, make_iteration, value_params
+from hh_jax.train.rollout import generate, make_pm_score_fn
+
+
+@dataclasses.dataclass
+class PPOInputs:
+  """prompt_tokens: (N, P) int32 left-padded contexts; gold_fn(prompt_tokens, response) ->
+  {"helpful", "harmless", "hh"} (B,) arrays, or None when there is no gold reward."""
+
+  prompt_tokens: np.ndarray
+  gold_fn: Callable[[np.ndarray, np.ndarray], dict] | None = None
+  eval_prompt_tokens: np.ndarray | None = None
+
+
+def load_inputs(cfg: PPOConfig) -> PPOInputs:
+  """The RL prompts (train split), the eval prompts (test split) and the world's gold reward."""
+  load = lambda split, limit: pipeline.load_prompts(  # noqa: E731
+      cfg.prompt_dataset, split, cfg.prompt_len, cfg.tokenizer, cfg.data_dir, limit=limit)
+  gold = pipeline.world_gold_fn if cfg.prompt_dataset.startswith("hh_synth") else None
+  return PPOInputs(load(cfg.prompt_split, cfg.num_prompts), gold, load("test", cfg.num_eval_prompts))
+
+
+def run_name(path: str) -> str:
+  return os.path.basename(os.path.normpath(path))
+
+
+def check_compatible(cfg: PPOConfig, named: dict[str, lifecycle.Model]) -> None:
+  """Every model shares the policy's vocabulary and can read prompt + reply (+ EOC)."""
+  need = cfg.prompt_len + cfg.max_new_tokens + 1
+  vocab = named["policy"].cfg.vocab_size
+  for role, m in named.items():
+    if m.cfg.vocab_size != vocab:
+      raise lifecycle.RunError(f"{role} has vocab_size {m.cfg.vocab_size}, the policy {vocab}")
+    if m.cfg.max_len < need:
+      raise lifecycle.RunError(
+          f"{role} has max_len {m.cfg.max_len} < prompt_len {cfg.prompt_len} + max_new_tokens "
+          f"{cfg.max_new_tokens} + 1 (EOC): lower prompt_len or max_new_tokens")
+
+
+def describe_models(cfg: PPOConfig, policy, pm, tests) -> dict:
+  """pms.json: which runs this PPO run used, with their non-embedding sizes."""
+  def describe(path: str, model: lifecycle.Model) -> dict:
+    return {"name": run_name(path), "run": os.path.abspath(path),
+            "params": models.count_params(model.cfg),
+            "model_size": lifecycle.read_config_field(path, "model_size")}
+  return {"policy": describe(cfg.policy_init, policy), "train": describe(cfg.reward_pm, pm),
+          "test": [describe(d, t) for d, t in zip(cfg.test_pms, tests)]}
+
+
+def host_record(cfg: PPOConfig, test_names: list[str], gold_fn):
+  """fetched iteration output -> (scalars to log, per-sample line)."""
+
+  def record(step: int, out: dict):
+    rec = dict(out["metrics"])
+    line = {k: out["samples"][k] for k in ("kl", "score_train")}
+    for name, scores in zip(test_names, out["samples"]["score_test"]):
+      rec[f"ppo/score_test/{name}"] = float(np.mean(scores))
+      line[f"score_test/{name}"] = scores
+    if gold_fn is not None:
+      for k, v in gold_fn(np.asarray(out["prompts"]), np.asarray(out["response"])).items():
+        rec[f"gold/{k}"] = float(np.mean(v))
+        line[f"gold_{k}"] = np.asarray(v, np.float64).tolist()
+    rec.update({"ppo/samples": step * cfg.batch_size, "ppo/iteration": step,
+                "perf/tokens": float(np.sum(out["mask"]))})
+    return rec, line
+
+  return record
+
+
+def snapshot_fn(cfg: PPOConfig, policy, pm, tests, test_names, inputs: PPOInputs, key):
+  """(step, state) -> the current policy's replies to the eval prompts, with every score."""
+  if not cfg.snapshot_every or inputs.eval_prompt_tokens is None:
+    return None
+  sample = jax.jit(lambda params, x, k: generate(policy.graphdef, params, x, k,
+                                                 max_new_tokens=cfg.max_new_tokens,
+                                                 temperature=cfg.temperature))
+  scorers = [("score_train", make_pm_score_fn(pm.graphdef), pm.params)]
+  scorers += [(f"score_test__{n}", make_pm_score_fn(t.graphdef), t.params)
+              for n, t in zip(test_names, tests)]
+  prompts = jnp.asarray(inputs.eval_prompt_tokens[:cfg.num_eval_prompts])
+
+  def snapshot(step: int, state) -> dict:
+    out = sample(state["params"]["policy"], prompts,
+                 jax.random.fold_in(jax.random.fold_in(key, 999_983), step))
+    arrays = {"prompts": prompts, "response": out.response, "mask": out.mask,
+              "samples": step * cfg.batch_size}
+    for name, fn, params in scorers:
+      arrays[name] = fn(params, prompts, out.response, out.mask)
+    if inputs.gold_fn is not None:
+      for k, v in inputs.gold_fn(np.asarray(prompts), np.asarray(out.response)).items():
+        arrays[f"gold_{k}"] = v
+    return jax.device_get(arrays)
+
+  return snapshot
+
+
+def summarize(run_dir: str) -> dict:
+  """Final and initial values of the KL, scores, gold rewards and EOS rate."""
+  records = read_jsonl(os.path.join(run_dir, lifecycle.METRICS))
+  first, last = records[0], records[-1]
+  keep = ("ppo/kl", "ppo/sqrt_kl", "ppo/score", "gold/", "ppo/eos_rate", "ppo/response_len")
+  out = {k: v for k, v in last.items() if k.startswith(keep)}
+  out.update({f"{k}/initial": first[k] for k in list(out) if k in first})
+  out["ppo/iterations"] = last["step"]
+  return out
+
+
+def build_task(cfg: PPOConfig, run_dir: str, inputs: PPOInputs | None = None) -> lifecycle.Task:
+  """A PPO run (module docstring)."""
+  inputs = inputs if inputs is not None else load_inputs(cfg)
+  policy, pm = lifecycle.load_model(cfg.policy_init), lifecycle.load_model(cfg.reward_pm)
+  tests = [lifecycle.load_model(d) for d in cfg.test_pms]
+  if inputs.prompt_tokens.shape[1] != cfg.prompt_len:
+    raise lifecycle.RunError(f"prompts have {inputs.prompt_tokens.shape[1]} tokens, "
+                             f"prompt_len is {cfg.prompt_len}")
+  check_compatible(cfg, {"policy": policy, "reward_pm": pm,
+                         **{f"test_pms[{i}]": t for i, t in enumerate(tests)}})
+  value_gd = pm.graphdef if cfg.value_init == "pm" else policy.graphdef
+  optimizer = make_optimizer(cfg.optim, cfg.num_iterations * cfg.updates_per_iteration)
+  params = {"policy": jax.tree.map(jnp.array, policy.params),
+            "value": value_params(cfg.value_init, policy.params, pm.params)}
+  mesh = shd.make_mesh(cfg.mesh)
+  state = init_train_state(params, optimizer, hparams_from_config(cfg))
+  state = jax.device_put(state, shd.state_shardings(mesh, state))
+  iterate = make_iteration(policy.graphdef, value_gd, pm.graphdef, tuple(t.graphdef for t in tests),
+                           optimizer, cfg)
+  frozen = {"ref": policy.params, "pm": pm.params, "tests": tuple(t.params for t in tests)}
+  test_names = [run_name(d) for d in cfg.test_pms]
+  key = jax.random.key(cfg.seed)
+
+  def finish(state):
+    return lifecycle.Outputs(summary=summarize(run_dir),
+                             model=(policy.cfg, jax.device_get(state["params"]["policy"])))
+
+  return lifecycle.Task(
+      state=state, step=lambda s, prompts, k: iterate(s, frozen, prompts, k),
+      batches=LMIterator(inputs.prompt_tokens, cfg.batch_size, seed=cfg.seed, num_epochs=None),
+      num_steps=cfg.num_iterations, key=key, finish=finish, loss_key="ppo/loss",
+      log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every,
+      examples_per_step=cfg.batch_size, to_device=lambda b: jnp.asarray(b.tokens),
+      count_tokens=None, host_record=host_record(cfg, test_names, inputs.gold_fn),
+      evaluate=snapshot_fn(cfg, policy, pm, tests, test_names, inputs, key),
+      eval_every=cfg.snapshot_every, json_files={"pms.json": describe_models(cfg, policy, pm, tests)})

@@ -1,0 +1,28 @@
+"""Run kinds and the one entry point that runs any config: `run_config(cfg, run_dir)`.
+
+Each kind's module supplies `build_task(cfg, run_dir, inputs=None) -> lifecycle.Task`
+(inputs: in-memory data for tests and notebooks; None loads what the config names):
+
+    lm          hh_jax.train.lm          next-token pretraining of a base LM
+    pm          hh_jax.train.pm          preference-model training (Bradley-Terry)
+    ppo         hh_jax.train.ppo_run     PPO against a PM
+    best_of_n   hh_jax.train.evals       best-of-n curves of a base policy
+    elo         hh_jax.train.evals       gold-labeller Elo of a PPO run's snapshots
+"""
+
+from __future__ import annotations
+
+import functools
+
+from hh_jax.train import evals, lifecycle, lm, pm, ppo_run
+
+BUILDERS = {"lm": lm.build_task, "pm": pm.build_task, "ppo": ppo_run.build_task,
+            "best_of_n": evals.build_best_of_n, "elo": evals.build_elo}
+
+
+def run_config(cfg, run_dir: str, inputs=None, **run_kwargs) -> dict:
+  """Run (or resume, or skip) any config in `run_dir` through the one lifecycle."""
+  if cfg.kind not in BUILDERS:
+    raise lifecycle.RunError(f"unknown run kind {cfg.kind!r}; known: {', '.join(BUILDERS)}")
+  build = functools.partial(BUILDERS[cfg.kind], inputs=inputs)
+  return lifecycle.run(cfg, run_dir, build, **run_kwargs)
