@@ -1,7 +1,9 @@
-"""Every experiment file builds its config and sweep; the sweep runner names, prints and skips runs."""
+"""Experiment files: every file plans its runs; refs resolve by config values or run name and
+fail clearly; the sweep runner prints, skips finished runs and records failures."""
 
 from __future__ import annotations
 
+import argparse
 import glob
 import os
 import subprocess
@@ -9,67 +11,113 @@ import sys
 
 import pytest
 
-from hh_jax.config import override
+from hh_jax import models
+from hh_jax.train import experiment as ex
 from hh_jax.train import sweep
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EXPERIMENTS = sorted(glob.glob(os.path.join(ROOT, "experiments", "*.py")))
+FILES = [p for p in sorted(glob.glob(os.path.join(ROOT, "experiments", "*.py")))
+         if os.path.basename(p) not in ("__init__.py", "common.py", "presets.py")]
 
 
-@pytest.mark.parametrize("path", [p for p in EXPERIMENTS if not p.endswith("__init__.py")],
-                         ids=os.path.basename)
-def test_experiment_file_builds_config_and_sweep(path):
-  module = sweep.load_experiment(path)
-  cfg = module.get_config()
-  runs = module.get_sweep()
+@pytest.mark.parametrize("path", FILES, ids=os.path.basename)
+def test_every_experiment_file_plans_distinct_runs_whose_refs_exist(path, tmp_path):
+  runs = ex.plan(path, str(tmp_path))
   assert runs, "an empty sweep"
-  names = {sweep.run_name(o) for o in runs}
-  assert len(names) == len(runs), "two runs of the sweep would share a directory"
-  for overrides in runs:
-    override(cfg, sweep.format_paths(overrides, "/tmp/x/y"))   # every key is a real field
+  assert len({r.dir for r in runs}) == len(runs)
+  module = ex.load_experiment(path)
+  for dep in getattr(module, "NEEDS", ()):
+    dep_dirs = {r.dir for r in ex.plan(dep, str(tmp_path))}
+    for run in runs:                        # every path a run points at is a run of a dependency
+      for value in run.overrides.values():
+        for v in (value if isinstance(value, tuple) else (value,)):
+          if isinstance(v, str) and v.startswith(str(tmp_path / dep)):
+            assert v in dep_dirs, (run.name, v)
 
 
-def test_pm_scaling_grid_spans_the_required_ranges():
-  module = sweep.load_experiment(os.path.join(ROOT, "experiments", "pm_scaling.py"))
-  from hh_jax import models
-  sizes = {o["model_size"] for o in module.get_sweep()}
+def test_pm_scaling_grid_spans_the_required_ranges(tmp_path):
+  runs = ex.plan("pm_scaling", str(tmp_path))
+  sizes = {r.config.model_size for r in runs}
   params = [models.count_params(models.ladder_config(s, vocab_size=137, max_len=64)) for s in sizes]
-  data = {o["data.num_train_pairs"] for o in module.get_sweep()}
-  seeds = {o["seed"] for o in module.get_sweep()}
+  data = {r.config.data.num_train_pairs for r in runs}
   assert len(sizes) >= 5 and max(params) / min(params) >= 10 ** 2.5
   assert len(data) >= 4 and max(data) / min(data) >= 10 ** 1.5
-  assert len(seeds) >= 2
+  assert len({r.config.seed for r in runs}) >= 2
+  # each PM starts from the base LM of its own size
+  assert all(r.config.init_from == str(tmp_path / "base_lm" / r.config.model_size) for r in runs)
 
 
-def test_sweep_print_emits_one_command_per_run():
-  path = os.path.join(ROOT, "experiments", "pm_scaling.py")
-  out = subprocess.run([sys.executable, "-m", "hh_jax.cli", "sweep", path, "--workdir", "w",
-                        "--print"], capture_output=True, text=True, cwd=ROOT, check=True).stdout
+def _write(path, text):
+  path.write_text(text)
+  return str(path)
+
+
+def test_refs_resolve_by_value_and_name_and_fail_clearly(tmp_path):
+  runs = ex.plan("ppo", str(tmp_path))
+  main = [r for r in runs if r.name == "policy-100k-pm-100k"][0]
+  assert main.config.reward_pm == str(tmp_path / "pm_halves" / "train-100k")
+  assert main.config.test_pms == tuple(str(tmp_path / "pm_halves" / f"test-{s}")
+                                       for s in ("6k", "25k", "100k"))
+  assert ex.plan("elo", str(tmp_path))[0].config.ppo_run == main.dir
+  with pytest.raises(ex.ExperimentError, match="matches 0 runs of base_lm"):
+    ex.plan("ppo", str(tmp_path), axes={"policy_size": "3M"})         # no base LM of that size
+  bad = _write(tmp_path / "bad.py", "from hh_jax.config import RunConfig\n"
+               "from hh_jax.train.experiment import ref\n"
+               "def get_config(): return RunConfig()\n"
+               "def get_sweep(axes): return [{'init_from': ref('base_lm', model_size='1k')}]\n")
+  with pytest.raises(ex.ExperimentError, match="not in NEEDS"):
+    ex.plan(bad, str(tmp_path))
+
+
+def test_axes_and_extra_overrides(tmp_path):
+  runs = ex.plan("pm_scaling", str(tmp_path), axes={"seeds": (0, 1, 2), "not_an_axis": 1},
+                 extra={"optim.schedule": "constant"})
+  assert len(runs) == 5 * 4 * 3 and {r.config.optim.schedule for r in runs} == {"constant"}
+
+
+def test_sweep_print_emits_one_train_command_per_run(tmp_path):
+  out = subprocess.run([sys.executable, "-m", "hh_jax.cli", "sweep", "experiments/pm_mix.py",
+                        "--root", str(tmp_path), "--preset", "quick", "--print"],
+                       capture_output=True, text=True, cwd=ROOT, check=True).stdout
   lines = out.strip().splitlines()
-  assert len(lines) == len(sweep.load_experiment(path).get_sweep())
-  assert lines[0].startswith("hh-jax train ") and "--set model_size=" in lines[0]
+  assert len(lines) == 3
+  assert lines[0].startswith("hh-jax train experiments/pm_mix.py ") and "--preset quick" in lines[0]
+  assert lines[0].endswith("--run 6k-h0")
 
 
-def test_override_typo_in_train_cli_names_the_field(tmp_path):
-  path = os.path.join(ROOT, "experiments", "pm_scaling.py")
-  proc = subprocess.run([sys.executable, "-m", "hh_jax.cli", "train", path, "--workdir",
-                         str(tmp_path / "r"), "--set", "optim.learnin_rate=1"],
+def test_train_cli_names_a_typo_without_a_traceback(tmp_path):
+  proc = subprocess.run([sys.executable, "-m", "hh_jax.cli", "train", "experiments/pm_scaling.py",
+                         "--workdir", str(tmp_path / "r"), "--set", "optim.learnin_rate=1"],
                         capture_output=True, text=True, cwd=ROOT)
   assert proc.returncode == 2 and "optim.learnin_rate" in proc.stderr
+  assert "Traceback" not in proc.stderr
+  proc = subprocess.run([sys.executable, "-m", "hh_jax.cli", "train", "experiments/pm_scaling.py",
+                         "--root", str(tmp_path), "--run", "no-such-run"],
+                        capture_output=True, text=True, cwd=ROOT)
+  assert proc.returncode == 2 and "no run 'no-such-run'" in proc.stderr
+  assert "Traceback" not in proc.stderr
 
 
 def test_sweep_skips_finished_runs_and_records_failures(tmp_path):
-  exp = tmp_path / "exp.py"
-  exp.write_text(
-      "from hh_jax.config import RunConfig, DataConfig\n"
-      "def get_config():\n"
-      "  return RunConfig(data=DataConfig(dataset='no_such_dataset/x', data_dir='" + str(tmp_path) + "'))\n"
-      "def get_sweep():\n"
-      "  return [{'seed': 0}, {'seed': 1}]\n")
-  done = tmp_path / "w" / "seed=0"
+  exp = _write(tmp_path / "exp.py",
+               "from hh_jax.config import RunConfig, DataConfig\n"
+               "def get_config():\n"
+               "  return RunConfig(data=DataConfig(dataset='no_such_dataset/x', data_dir='"
+               + str(tmp_path) + "'))\n"
+               "def get_sweep(axes):\n"
+               "  return [{'seed': 0}, {'seed': 1}]\n")
+  done = tmp_path / "w" / "exp" / "seed=0"
   done.mkdir(parents=True)
   (done / "summary.json").write_text("{}")
-  result = sweep.run_sweep(str(exp), str(tmp_path / "w"), progress=False)
+  args = sweep_args(exp, str(tmp_path / "w"))
+  result = sweep.run_sweep(args, sweep.planned(args), progress=False)
   assert result["runs"] == 2 and result["ran"] == 1 and result["failed"] == 1
   assert "no_such_dataset" in result["failures"][0]["log_tail"]
-  assert (tmp_path / "w" / "failures.jsonl").exists()
+  assert (tmp_path / "w" / "exp" / "failures.jsonl").exists()
+
+
+def sweep_args(experiment: str, root: str):
+  parser = argparse.ArgumentParser()
+  sweep.add_plan_args(parser)
+  parser.add_argument("--workers", type=int, default=1)
+  return parser.parse_args([experiment, "--root", root])

@@ -1,4 +1,5 @@
-"""PPO end to end on a toy world: rollouts, the first-minibatch ratio, learning, resume."""
+"""PPO end to end on a toy world: rollouts, the first-minibatch ratio, learning, exact resume,
+model compatibility checks; the sampler and the PM input by hand."""
 
 from __future__ import annotations
 
@@ -11,11 +12,19 @@ import pytest
 
 from hh_jax import models
 from hh_jax.config import DataConfig, OptimConfig, RunConfig
-from hh_jax.data.tokenizers import EOC_ID, EOS_ID, PAD_ID
+from hh_jax.config import override
+from hh_jax.data.pipeline import LMData, PMData
 from hh_jax.metrics import read_jsonl
-from hh_jax.train import loop, ppo
+from hh_jax.special_tokens import EOC_ID, EOS_ID, PAD_ID
+from hh_jax.train import lifecycle, ppo, tasks
+from hh_jax.train.ppo_run import PPOInputs
 from hh_jax.train.rollout import generate, generate_uncached, pm_input, response_logprobs
 from tests.conftest import ToyTokenizer, toy_pairs
+from tests.run_files import assert_same_run_files
+
+
+def train(cfg, run_dir, inputs, **kwargs):
+  return tasks.run_config(cfg, run_dir, inputs=inputs, progress=False, **kwargs)
 
 
 def _lm_tokens(rng, n, width=24):
@@ -35,13 +44,11 @@ def toy_world(tmp_path_factory):
   tok = ToyTokenizer()
   lm_cfg = RunConfig(kind="lm", model_size="25k", batch_size=32, data=DataConfig(max_len=24),
                      optim=OptimConfig(learning_rate=3e-3))
-  loop.train(lm_cfg, str(root / "lm"), loop.LMData(tok, _lm_tokens(rng, 1024), _lm_tokens(rng, 64)),
-             progress=False)
+  train(lm_cfg, str(root / "lm"), LMData(tok, _lm_tokens(rng, 1024), _lm_tokens(rng, 64)))
   pm_cfg = RunConfig(kind="pm", model_size="25k", batch_size=32, data=DataConfig(max_len=24),
                      optim=OptimConfig(learning_rate=3e-3))
-  summary = loop.train(pm_cfg, str(root / "pm"),
-                       loop.PMData(tok, toy_pairs(1024, 0, length=20), toy_pairs(128, 1, length=20), {}),
-                       progress=False)
+  summary = train(pm_cfg, str(root / "pm"),
+                  PMData(tok, toy_pairs(1024, 0, length=20), toy_pairs(128, 1, length=20), {}))
   assert summary["eval/accuracy"] > 0.9
   prompts = np.zeros((256, 6), np.int32)
   for i in range(256):
@@ -49,50 +56,61 @@ def toy_world(tmp_path_factory):
     prompts[i, 6 - m:] = rng.integers(8, 29, m)
   cfg = ppo.PPOConfig(policy_init=str(root / "lm"), reward_pm=str(root / "pm"),
                       test_pms=(str(root / "pm"),), num_iterations=12, batch_size=32,
-                      minibatch_size=16, max_new_tokens=10, checkpoint_every=5,
+                      minibatch_size=16, max_new_tokens=10, prompt_len=6, checkpoint_every=5,
+                      log_every=2, snapshot_every=4, num_eval_prompts=16,
                       optim=OptimConfig(learning_rate=3e-4, warmup_steps=0, b2=0.999))
-  return root, cfg, ppo.PPOData(prompts)
+  return root, cfg, PPOInputs(prompts, eval_prompt_tokens=prompts[:16])
 
 
 @pytest.fixture(scope="module")
 def finished_ppo(toy_world):
   root, cfg, data = toy_world
   run_dir = str(root / "ppo_full")
-  return run_dir, ppo.train_ppo(cfg, run_dir, data, progress=False)
+  return run_dir, train(cfg, run_dir, data)
 
 
 def test_ppo_raises_the_pm_score_with_ratio_one_on_the_first_minibatch(finished_ppo):
   run_dir, summary = finished_ppo
   records = read_jsonl(os.path.join(run_dir, "metrics.jsonl"))
-  assert len(records) == 12
+  assert [r["step"] for r in records] == [2, 4, 6, 8, 10, 12]     # log_every=2: window means
   # The first minibatch of every iteration sees the policy that sampled the batch.
   for r in records:
     assert r["ppo/ratio_mean_first_minibatch"] == pytest.approx(1.0, abs=1e-5)
-  assert records[0]["ppo/kl"] == pytest.approx(0.0, abs=1e-5)    # pi = pi0 at the start
+  samples = read_jsonl(os.path.join(run_dir, "samples.jsonl"))
+  assert [r["step"] for r in samples] == list(range(1, 13)) and len(samples[0]["kl"]) == 32
+  assert np.mean(samples[0]["kl"]) == pytest.approx(0.0, abs=1e-5)    # pi = pi0 at the start
   assert records[-1]["ppo/kl"] > 0.1
   assert summary["ppo/score_train"] > summary["ppo/score_train/initial"] + 1.0
   # The test PM is the train PM here, so their scores coincide.
   assert records[-1]["ppo/score_test/pm"] == pytest.approx(records[-1]["ppo/score_train"], abs=1e-4)
   for key in ("ppo/entropy", "ppo/clipfrac", "ppo/approxkl", "ppo/ratio_var", "ppo/eos_rate",
-              "perf/rollout_tokens_per_s", "time/rollout_s", "time/score_s", "time/update_s"):
+              "ppo/samples", "perf/tokens_per_s", "perf/steps_per_s"):
     assert key in records[-1], key
-  samples = read_jsonl(os.path.join(run_dir, "samples.jsonl"))
-  assert len(samples) == 12 and len(samples[0]["kl"]) == 32
-  # The logged mean KL is the mean of the stored per-sample KLs.
-  assert np.mean(samples[-1]["kl"]) == pytest.approx(records[-1]["ppo/kl"], rel=1e-5)
+  # The logged KL is the mean over the window's 2 iterations of the per-sample KLs.
+  assert np.mean(samples[-2]["kl"] + samples[-1]["kl"]) == pytest.approx(records[-1]["ppo/kl"], rel=1e-5)
+  assert records[-1]["ppo/samples"] == pytest.approx(11.5 * 32)      # mean of 11 * 32 and 12 * 32
+  # Snapshots at iterations 0, 4, 8 and at the end, of the 16 eval prompts.
+  snaps = sorted(os.listdir(os.path.join(run_dir, "evals")))
+  assert snaps == ["step_000000.npz", "step_000004.npz", "step_000008.npz", "step_000012.npz"]
+  assert np.load(os.path.join(run_dir, "evals", snaps[0]))["response"].shape == (16, 10)
 
 
-def test_killed_ppo_run_resumes_bitwise(toy_world, finished_ppo):
+def test_killed_ppo_run_resumes_to_the_same_files(toy_world, finished_ppo):
   root, cfg, data = toy_world
-  full_dir, full = finished_ppo
+  full_dir, _ = finished_ppo
   run_dir = str(root / "ppo_killed")
-  assert ppo.train_ppo(cfg, run_dir, data, progress=False, stop_after_iterations=7) == {"stopped_at": 7}
-  resumed = ppo.train_ppo(cfg, run_dir, data, progress=False)
-  a = read_jsonl(os.path.join(full_dir, "samples.jsonl"))
-  b = read_jsonl(os.path.join(run_dir, "samples.jsonl"))
-  assert [r["step"] for r in b] == list(range(1, 13))
-  assert a[-1]["kl"] == b[-1]["kl"] and a[-1]["score_train"] == b[-1]["score_train"]
-  assert resumed["ppo/score_train"] == full["ppo/score_train"]
+  assert train(cfg, run_dir, data, stop_after_steps=7) == {"stopped_at": 7}   # mid log window
+  train(cfg, run_dir, data)
+  assert_same_run_files(full_dir, run_dir)
+
+
+def test_ppo_refuses_models_that_cannot_read_prompt_plus_reply(toy_world, tmp_path):
+  """The PM must read prompt + reply + EOC (6 + 10 + 1 = 17 tokens); checked before any file."""
+  root, cfg, data = toy_world
+  long_prompts = PPOInputs(np.zeros((64, 20), np.int32))
+  with pytest.raises(lifecycle.RunError, match="max_len 24 < prompt_len 20"):
+    train(override(cfg, {"prompt_len": 20}), str(tmp_path / "long"), long_prompts)
+  assert not os.path.exists(tmp_path / "long" / "config.json")
 
 
 @pytest.fixture(scope="module")

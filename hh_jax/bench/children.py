@@ -23,7 +23,7 @@ from hh_jax import models
 from hh_jax.bench.throughput import VOCAB, pm_setup, random_pm_batch
 from hh_jax.bench.timing import CompileCounter, peak_rss_mb
 from hh_jax.config import OptimConfig
-from hh_jax.train import optim, rl_core, rollout
+from hh_jax.train import optim, ppo
 
 
 def pm_loop(size: str, steps: int, pairs: int, seq: int) -> dict:
@@ -50,60 +50,26 @@ def pm_loop(size: str, steps: int, pairs: int, seq: int) -> dict:
 
 
 def ppo_like(size: str, iterations: int, batch: int, prompt_len: int, new_tokens: int) -> dict:
-  """Rollout + update at `size`: policy, frozen reference, PM and value model (4 copies), KV-cached
-  sampling, log-probs of policy/reference/value, PM score, GAE, and clipped PPO updates
-  (2 minibatches). Returns compilations and peak RSS."""
+  """The real PPO iteration (`hh_jax.train.ppo.make_iteration`) at `size`: policy, frozen
+  reference, PM and value model (4 copies), KV-cached sampling, log-probs of policy /
+  reference / value, PM score, GAE and clipped updates in 2 minibatches, one jitted call per
+  iteration. Returns compilations and peak RSS."""
   cfg = models.ladder_config(size, vocab_size=VOCAB, max_len=prompt_len + new_tokens + 1)
   graphdef, policy = models.init(cfg, jax.random.key(0))
   _, pm_params = models.init(cfg, jax.random.key(1))
-  ref_params = jax.tree.map(jnp.copy, policy)
-  optimizer = optim.make_optimizer(OptimConfig(), iterations)
-  hparams = {"kl_coef": 0.001, "clip_eps": 0.2, "gamma": 1.0, "lam": 0.95, "vf_coef": 0.1}
-
-  @jax.jit
-  def experience(params, prompts, key):
-    roll = rollout.generate(graphdef, params["policy"], prompts, key, max_new_tokens=new_tokens)
-    logp, _, _ = rollout.response_logprobs(graphdef, params["policy"], prompts, roll.response,
-                                           roll.mask)
-    logp_ref, _, _ = rollout.response_logprobs(graphdef, ref_params, prompts, roll.response,
-                                               roll.mask)
-    _, values, _ = rollout.response_logprobs(graphdef, params["value"], prompts, roll.response,
-                                             roll.mask)
-    tokens, eoc = rollout.pm_input(prompts, roll.response, roll.mask)
-    score = models.apply(graphdef, pm_params, tokens, score_index=eoc).scores
-    rewards, _ = rl_core.kl_penalized_rewards(logp, logp_ref, score, roll.mask, hparams["kl_coef"])
-    advantages, returns = rl_core.gae(rewards, values, roll.mask, hparams["gamma"], hparams["lam"])
-    return {"prompts": prompts, "response": roll.response, "mask": roll.mask, "old_logprobs": logp,
-            "old_values": values, "advantages": rl_core.whiten(advantages, roll.mask),
-            "returns": returns}
-
-  def loss_fn(params, mb):
-    logp, _, _ = rollout.response_logprobs(graphdef, params["policy"], mb["prompts"],
-                                           mb["response"], mb["mask"])
-    _, values, _ = rollout.response_logprobs(graphdef, params["value"], mb["prompts"],
-                                             mb["response"], mb["mask"])
-    pg, _ = rl_core.ppo_policy_loss(logp, mb["old_logprobs"], mb["advantages"], mb["mask"],
-                                    hparams["clip_eps"])
-    vf, _ = rl_core.ppo_value_loss(values, mb["old_values"], mb["returns"], mb["mask"],
-                                   hparams["clip_eps"])
-    return pg + hparams["vf_coef"] * vf
-
-  @jax.jit
-  def update(state, mb):
-    loss, grads = jax.value_and_grad(loss_fn)(state["params"], mb)
-    return optim.apply_gradients(state, grads, optimizer), loss
-
+  ppo_cfg = ppo.PPOConfig(batch_size=batch, minibatch_size=batch // 2, ppo_epochs=1,
+                          max_new_tokens=new_tokens, prompt_len=prompt_len)
+  optimizer = optim.make_optimizer(OptimConfig(), iterations * ppo_cfg.updates_per_iteration)
+  iterate = ppo.make_iteration(graphdef, graphdef, graphdef, (), optimizer, ppo_cfg)
+  frozen = {"ref": jax.tree.map(jnp.copy, policy), "pm": pm_params, "tests": ()}
   with CompileCounter() as counter:
-    state = optim.init_train_state({"policy": policy, "value": jax.tree.map(jnp.copy, policy)},
-                                   optimizer)
-    key = jax.random.key(0)
+    params = {"policy": policy, "value": ppo.value_params("pm", policy, pm_params)}
+    state = optim.init_train_state(params, optimizer, ppo.hparams_from_config(ppo_cfg))
     rng = np.random.default_rng(0)
-    for it in range(iterations):
+    for _ in range(iterations):
       prompts = rng.integers(3, VOCAB, (batch, prompt_len), dtype=np.int32)
-      exp = experience(state["params"], prompts, jax.random.fold_in(key, it))
-      for half in np.split(np.arange(batch), 2):
-        state, loss = update(state, jax.tree.map(lambda x, h=half: x[h], exp))
-    loss = float(loss)
+      state, out = iterate(state, frozen, prompts, jax.random.key(0))
+    loss = float(out["metrics"]["ppo/loss"])
   return {"compiles": counter.count, "iterations": iterations, "loss": loss,
           "peak_rss_mb": peak_rss_mb()}
 

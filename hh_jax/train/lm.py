@@ -45,7 +45,7 @@ def make_step(graphdef, optimizer, *, donate: bool = True, shardings=None):
     (loss, metrics), grads = jax.value_and_grad(
         lambda p: lm_loss(graphdef, p, batch, key), has_aux=True)(state["params"])
     new_state = apply_gradients(state, grads, optimizer)
-    metrics = {**metrics, "loss": loss, "grad_norm": optax.global_norm(grads),
+    metrics = {**metrics, "loss": loss, "grad_norm": optax.tree.norm(grads),
                "learning_rate": current_learning_rate(state["opt_state"])}
     return new_state, {f"lm/{k}": v for k, v in metrics.items()}
 

@@ -177,7 +177,7 @@ def update_step(policy_gd, value_gd, optimizer, temperature, state, mb):
   (loss, metrics), grads = jax.value_and_grad(
       lambda p: ppo_loss(policy_gd, value_gd, p, mb, state["hparams"], temperature),
       has_aux=True)(state["params"])
-  metrics = {**metrics, "loss": loss, "grad_norm": optax.global_norm(grads)}
+  metrics = {**metrics, "loss": loss, "grad_norm": optax.tree.norm(grads)}
   return apply_gradients(state, grads, optimizer), {f"ppo/{k}": v for k, v in metrics.items()}
 
 

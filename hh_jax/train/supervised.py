@@ -46,9 +46,6 @@ def supervised_task(cfg: RunConfig, vocab_size: int, batches, num_examples: int,
   finish(graphdef, params, model_cfg) evaluates the final params.
   """
   num_steps = len(batches) * cfg.num_epochs
-  if num_steps == 0:
-    raise lifecycle.RunError(f"{num_examples} training examples make no batch of "
-                             f"batch_size={cfg.batch_size}")
   model_cfg = model_config_of(cfg, vocab_size)
   init_key, step_key = jax.random.split(jax.random.key(cfg.seed))
   graphdef, params = models.init(model_cfg, init_key)
