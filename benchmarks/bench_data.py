@@ -24,7 +24,8 @@ from hh_jax.data import batching
 from hh_jax.data.hh_rlhf import file_digest
 from hh_jax.data.tokenizers import ByteTokenizer, train_bpe
 
-SAMPLE = "/work/shared/data/hh-rlhf/harmless-base-test-sample.jsonl.gz"
+SAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data",
+                      "hh-rlhf", "harmless-base-test-sample.jsonl.gz")   # the sample beside a checkout
 
 
 def _timed(fn):

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
 from hh_jax.data.batching import PairArrays
 from hh_jax.data.tokenizers import EOC_ID, PAD_ID
+
+
+# The real HH-RLHF sample (1,800 pairs of harmless-base/test and the release's CHECKSUMS) lies
+# in the shared folder beside the repository (as in CI: `../shared`).
+HH_RLHF_SAMPLES = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..", "shared",
+                                                "data", "hh-rlhf"))
+HH_RLHF_SAMPLE = os.path.join(HH_RLHF_SAMPLES, "harmless-base-test-sample.jsonl.gz")
 
 
 class ToyTokenizer:

@@ -16,7 +16,7 @@ from hh_jax.data import batching
 from hh_jax.data.hh_rlhf import split_pair
 from hh_jax.data.tokenizers import EOC_ID, EOS_ID, PAD_ID, ByteTokenizer
 
-SAMPLE = "/work/shared/data/hh-rlhf/harmless-base-test-sample.jsonl.gz"
+from tests.conftest import HH_RLHF_SAMPLE as SAMPLE  # noqa: E402
 TOK = ByteTokenizer()
 
 

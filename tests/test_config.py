@@ -163,3 +163,17 @@ def test_mechanism_is_reusable_by_other_configs():
   assert _error(lambda: override(_OtherConfig(), {"optim.eps": "0"})).path == "optim.eps"
   assert override(_OtherConfig(), {"names": "['x', 'y']"}).names == ("x", "y")
   assert config.ladder_names() == tuple(LADDER)
+
+
+def test_every_run_kind_config_validates_its_fields():
+  """PPO and the evaluation kinds use the same checks, with the same messages."""
+  from hh_jax.train.evals import BestOfNConfig, EloConfig
+  from hh_jax.train.ppo import PPOConfig
+  for cfg, overrides, field in ((PPOConfig(), {"kl_coef": -1}, "kl_coef"),
+                                (PPOConfig(), {"num_iterations": True}, "num_iterations"),
+                                (PPOConfig(), {"batch_size": 30}, "minibatch_size"),
+                                (PPOConfig(), {"optim.schedule": "cosin"}, "optim.schedule"),
+                                (BestOfNConfig(), {"n_max": 0}, "n_max"),
+                                (EloConfig(), {"reward": "gold"}, "reward")):
+    with pytest.raises(ConfigError, match=f"'{field}'"):
+      override(cfg, overrides)

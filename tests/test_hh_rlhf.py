@@ -21,8 +21,8 @@ import tensorflow_datasets as tfds
 import hh_jax.data  # noqa: F401  registers hh_rlhf
 from hh_jax.data import cli, hh_rlhf
 
-SHARED = "/work/shared/data/hh-rlhf"
-SAMPLE = os.path.join(SHARED, "harmless-base-test-sample.jsonl.gz")
+from tests.conftest import HH_RLHF_SAMPLE as SAMPLE  # noqa: E402
+from tests.conftest import HH_RLHF_SAMPLES as SHARED  # noqa: E402
 A = "\n\nAssistant:"
 
 

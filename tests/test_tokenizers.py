@@ -12,7 +12,7 @@ import pytest
 from hh_jax.data import tokenizers as tk
 from hh_jax.special_tokens import EOC_ID, EOS_ID, NUM_SPECIAL, PAD_ID
 
-SAMPLE = "/work/shared/data/hh-rlhf/harmless-base-test-sample.jsonl.gz"
+from tests.conftest import HH_RLHF_SAMPLE as SAMPLE  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ import os
 
 import jax.numpy as jnp
 
+from hh_jax.config import config_field, validate_fields
 from hh_jax.data import pipeline
 from hh_jax.eval.rl_evals import best_of_n_eval, elo_eval
 from hh_jax.train import lifecycle
@@ -20,41 +21,37 @@ from hh_jax.train import lifecycle
 class BestOfNConfig:
   """N replies per prompt from `policy`, ranked by `train_pm`, scored by every PM and gold."""
 
-  kind: str = "best_of_n"
+  kind: str = config_field("best_of_n", choices=("best_of_n",))
   policy: str = ""                      # a base LM run
   train_pm: str = ""                    # the PM that picks the best of n
   test_pms: tuple[str, ...] = ()
   prompt_dataset: str = "hh_synth/prompts"
   prompt_split: str = "test"
-  prompt_len: int = 47
-  num_prompts: int = 128
-  n_max: int = 64
-  max_new_tokens: int = 16
-  temperature: float = 1.0
-  seed: int = 0
+  prompt_len: int = config_field(47, ge=1)
+  num_prompts: int = config_field(128, ge=1)
+  n_max: int = config_field(64, ge=1)
+  max_new_tokens: int = config_field(16, ge=1)
+  temperature: float = config_field(1.0, ge=0.0)
+  seed: int = config_field(0, ge=0)
   data_dir: str | None = None
   tokenizer: str = "auto"
 
   def __post_init__(self):
-    if self.kind != "best_of_n" or self.n_max < 1 or self.num_prompts < 1:
-      raise ValueError(f"BestOfNConfig: kind must be 'best_of_n', n_max and num_prompts >= 1 "
-                       f"(got {self.kind!r}, {self.n_max}, {self.num_prompts})")
+    validate_fields(self)
 
 
 @dataclasses.dataclass(frozen=True)
 class EloConfig:
   """Gold-labeller Elo of the policy snapshots a PPO run stored."""
 
-  kind: str = "elo"
+  kind: str = config_field("elo", choices=("elo",))
   ppo_run: str = ""
-  reward: str = "hh"                    # which gold reward the labeller compares
-  beta: float = 2.0                     # P(i beats j) = sigmoid(beta (R_i - R_j))
-  seed: int = 0
+  reward: str = config_field("hh", choices=("hh", "helpful", "harmless"))  # the gold reward compared
+  beta: float = config_field(2.0, gt=0.0)          # P(i beats j) = sigmoid(beta (R_i - R_j))
+  seed: int = config_field(0, ge=0)
 
   def __post_init__(self):
-    if self.kind != "elo" or self.reward not in ("hh", "helpful", "harmless"):
-      raise ValueError(f"EloConfig: kind must be 'elo', reward hh|helpful|harmless "
-                       f"(got {self.kind!r}, {self.reward!r})")
+    validate_fields(self)
 
 
 def evaluation_task(finish) -> lifecycle.Task:

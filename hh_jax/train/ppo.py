@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from hh_jax.config import MeshConfig, OptimConfig
+from hh_jax.config import ConfigError, MeshConfig, OptimConfig, config_field, validate_fields
 from hh_jax.train import rl_core
 from hh_jax.train.optim import apply_gradients, jit_train_step
 from hh_jax.train.rollout import generate, pm_score, response_logprobs
@@ -42,55 +42,50 @@ from hh_jax.train.rollout import generate, pm_score, response_logprobs
 
 @dataclasses.dataclass(frozen=True)
 class PPOConfig:
-  """A PPO run. Paths are finished run directories (`hh_jax.train.lifecycle`)."""
+  """A PPO run. Paths are finished run directories (`hh_jax.train.lifecycle`). Every value is
+  checked when the config is built (`hh_jax.config.validate_fields`)."""
 
-  kind: str = "ppo"
+  kind: str = config_field("ppo", choices=("ppo",))
   policy_init: str = ""                 # base LM run: the initial policy pi0 (frozen copy = reference)
   reward_pm: str = ""                   # the "train" PM optimised against
   test_pms: tuple[str, ...] = ()        # "test" PMs: score the samples, never optimised
-  value_init: str = "pm"                # "pm" | "zero"
-  seed: int = 0
-  num_iterations: int = 100
-  batch_size: int = 64                  # rollouts per iteration
-  minibatch_size: int = 16
-  ppo_epochs: int = 2                   # K passes over each batch
-  max_new_tokens: int = 16
-  temperature: float = 1.0
-  kl_coef: float = 0.001                # lambda_KL
+  value_init: str = config_field("pm", choices=("pm", "zero"))
+  seed: int = config_field(0, ge=0)
+  num_iterations: int = config_field(100, ge=1)
+  batch_size: int = config_field(64, ge=1)           # rollouts per iteration
+  minibatch_size: int = config_field(16, ge=1)
+  ppo_epochs: int = config_field(2, ge=1)            # K passes over each batch
+  max_new_tokens: int = config_field(16, ge=1)
+  temperature: float = config_field(1.0, ge=0.0)
+  kl_coef: float = config_field(0.001, ge=0.0)       # lambda_KL
   adaptive_kl: bool = False
-  target_kl: float = 6.0
-  kl_horizon: float = 10000.0
-  clip_eps: float = 0.2
-  clip_eps_value: float = 0.2
-  vf_coef: float = 0.1
-  gamma: float = 1.0
-  lam: float = 0.95
+  target_kl: float = config_field(6.0, gt=0.0)
+  kl_horizon: float = config_field(10000.0, gt=0.0)
+  clip_eps: float = config_field(0.2, gt=0.0)
+  clip_eps_value: float = config_field(0.2, gt=0.0)
+  vf_coef: float = config_field(0.1, ge=0.0)
+  gamma: float = config_field(1.0, ge=0.0, le=1.0)
+  lam: float = config_field(0.95, ge=0.0, le=1.0)
   whiten_advantages: bool = True
   no_eos_penalty: float = 1.0           # subtracted from r_PM when the reply has no EOS
   prompt_dataset: str = "hh_synth/prompts"   # TFDS dataset whose `context`s are the RL prompts
   prompt_split: str = "train"
-  prompt_len: int = 40                  # prompts are left-truncated / left-padded to this
-  num_prompts: int | None = None
+  prompt_len: int = config_field(40, ge=1)   # prompts are left-truncated / left-padded to this
+  num_prompts: int | None = config_field(None, ge=1)
   data_dir: str | None = None
   tokenizer: str = "auto"
-  log_every: int = 1
-  checkpoint_every: int = 25
-  snapshot_every: int = 0               # >0: sample the eval prompts every k iterations (for Elo)
-  num_eval_prompts: int = 128
+  log_every: int = config_field(1, ge=0)
+  checkpoint_every: int = config_field(25, ge=0)
+  snapshot_every: int = config_field(0, ge=0)        # >0: sample the eval prompts every k iterations (for Elo)
+  num_eval_prompts: int = config_field(128, ge=1)
   optim: OptimConfig = OptimConfig(learning_rate=1e-4, warmup_steps=0, b2=0.999)
   mesh: MeshConfig = MeshConfig()
 
   def __post_init__(self):
-    if self.kind != "ppo":
-      raise ValueError(f"PPOConfig.kind must be 'ppo', got {self.kind!r}")
-    if self.value_init not in ("pm", "zero"):
-      raise ValueError(f"PPOConfig.value_init must be 'pm' or 'zero', got {self.value_init!r}")
-    if self.minibatch_size <= 0 or self.batch_size % self.minibatch_size:
-      raise ValueError(f"PPOConfig.batch_size={self.batch_size} is not a multiple of "
-                       f"minibatch_size={self.minibatch_size}")
-    for name in ("num_iterations", "ppo_epochs", "max_new_tokens", "prompt_len"):
-      if isinstance(getattr(self, name), bool) or getattr(self, name) < 1:
-        raise ValueError(f"PPOConfig.{name} must be a positive integer, got {getattr(self, name)!r}")
+    validate_fields(self)
+    if self.batch_size % self.minibatch_size:
+      raise ConfigError("", "minibatch_size", self.minibatch_size,
+                        f"a divisor of batch_size={self.batch_size}")
 
   @property
   def updates_per_iteration(self) -> int:
