@@ -21,6 +21,11 @@ from typing import Any
 import jax.numpy as jnp
 
 
+_DTYPES = ("float32", "bfloat16", "float16")
+_CHOICES = {"dtype": _DTYPES, "param_dtype": _DTYPES, "positions": ("learned", "rotary"),
+            "norm": ("layernorm", "rmsnorm"), "activation": ("gelu_tanh", "gelu", "silu", "relu")}
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
   """Shape and numerics of the decoder-only transformer.
@@ -33,9 +38,27 @@ class ModelConfig:
     d_ff: MLP hidden width f (4 d by default).
     max_len: number of learned absolute positions (the longest sequence).
     tie_embeddings: LM head = token embedding transposed (no extra parameters).
-    dtype: compute dtype ("float32", or "bfloat16" on accelerators). Parameters are
-      always stored in float32.
+    dtype: compute dtype ("float32", or "bfloat16" on accelerators).
     dropout: dropout rate (0.0: off, as RLHF needs).
+
+  Architecture options. The defaults are the GPT-2-style ladder model above; together the
+  options cover GPT-2, GPT-NeoX (Pythia) and the Llama family (Llama 3.x, Qwen2.5,
+  SmolLM2) as one model (`hh_jax.models.hf` maps each checkpoint's config.json onto them):
+    positions: "learned" absolute embeddings (GPT-2), or "rotary" (RoPE on q and k).
+    rotary_fraction: the fraction of each head's dims that RoPE rotates (GPT-NeoX rotary_pct).
+    rope_theta: RoPE base; inv_freq_i = theta^(-2i / rotary_dims).
+    rope_scaling: HF `rope_parameters` beyond theta, as sorted (key, value) pairs, e.g.
+      (("factor", 32.0), ("rope_type", "llama3"), ...); () is plain RoPE. Types: linear,
+      llama3, yarn (`hh_jax.models.rope`).
+    norm: "layernorm" (GPT-2, NeoX) or "rmsnorm" (Llama); norm_eps its epsilon.
+    activation: "gelu_tanh" (GPT-2's gelu_new), "gelu" (exact erf; NeoX), "silu", "relu".
+    gated_mlp: MLP(x) = W_down (act(W_gate x) * W_up x) (SwiGLU with silu), else W2 act(W1 x).
+    parallel_residual: h' = h + Attn(LN1(h)) + MLP(LN2(h)) (GPT-NeoX), else sequential.
+    n_kv_heads: key/value heads for grouped-query attention (None: n_heads).
+    d_head: per-head width (None: d_model // n_heads).
+    qkv_bias, attn_out_bias, mlp_bias: whether those projections have biases.
+    param_dtype: parameter storage dtype ("float32" for training; "bfloat16" to run a large
+      checkpoint as stored).
   """
 
   vocab_size: int = 259
@@ -47,16 +70,41 @@ class ModelConfig:
   tie_embeddings: bool = True
   dtype: str = "float32"
   dropout: float = 0.0
+  positions: str = "learned"
+  rotary_fraction: float = 1.0
+  rope_theta: float = 10000.0
+  rope_scaling: tuple = ()
+  norm: str = "layernorm"
+  norm_eps: float = 1e-6
+  activation: str = "gelu_tanh"
+  gated_mlp: bool = False
+  parallel_residual: bool = False
+  n_kv_heads: int | None = None
+  d_head: int | None = None
+  qkv_bias: bool = True
+  attn_out_bias: bool = True
+  mlp_bias: bool = True
+  param_dtype: str = "float32"
 
   def __post_init__(self):
-    if self.d_model % self.n_heads:
+    # model.json stores rope_scaling as a list of [key, value] lists (or a dict): keep it
+    # a hashable tuple, since the config is part of the static graphdef.
+    scaling = self.rope_scaling.items() if isinstance(self.rope_scaling, dict) else self.rope_scaling
+    object.__setattr__(self, "rope_scaling", tuple(sorted((str(k), v) for k, v in scaling)))
+    if self.d_head is None and self.d_model % self.n_heads:
       raise ValueError(
           f"ModelConfig.d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
+    if self.n_heads % self.kv_heads:
+      raise ValueError(f"ModelConfig.n_heads={self.n_heads} is not a multiple of "
+                       f"n_kv_heads={self.n_kv_heads}")
+    for field, allowed in _CHOICES.items():
+      if getattr(self, field) not in allowed:
+        raise ValueError(f"ModelConfig.{field} must be one of {allowed}, got {getattr(self, field)!r}")
+    if not 0 < self.rotary_fraction <= 1:
+      raise ValueError(f"ModelConfig.rotary_fraction must be in (0, 1], got {self.rotary_fraction}")
     for field in ("vocab_size", "d_model", "n_layers", "n_heads", "max_len"):
       if getattr(self, field) <= 0:
         raise ValueError(f"ModelConfig.{field} must be positive, got {getattr(self, field)}")
-    if self.dtype not in ("float32", "bfloat16", "float16"):
-      raise ValueError(f"ModelConfig.dtype must be float32/bfloat16/float16, got {self.dtype!r}")
 
   @property
   def ff_dim(self) -> int:
@@ -64,11 +112,24 @@ class ModelConfig:
 
   @property
   def head_dim(self) -> int:
-    return self.d_model // self.n_heads
+    return self.d_head if self.d_head is not None else self.d_model // self.n_heads
+
+  @property
+  def kv_heads(self) -> int:
+    return self.n_kv_heads if self.n_kv_heads is not None else self.n_heads
+
+  @property
+  def rotary_dims(self) -> int:
+    """Dims of each head that RoPE rotates: int(head_dim * rotary_fraction), as HF rounds."""
+    return int(self.head_dim * self.rotary_fraction)
 
   @property
   def compute_dtype(self) -> Any:
     return jnp.dtype(self.dtype)
+
+  @property
+  def params_dtype(self) -> Any:
+    return jnp.dtype(self.param_dtype)
 
   def replace(self, **kw) -> "ModelConfig":
     return dataclasses.replace(self, **kw)
@@ -99,16 +160,25 @@ def ladder_config(name: str, *, vocab_size: int, max_len: int, **overrides) -> M
 
 
 def count_params(cfg: ModelConfig, non_embedding: bool = True) -> int:
-  """Parameter count derived from the config alone (see the module docstring)."""
-  d, f, L = cfg.d_model, cfg.ff_dim, cfg.n_layers
-  attn = 4 * d * d + 4 * d
-  mlp = 2 * d * f + f + d
-  norms = 4 * d
+  """Parameter count derived from the config alone (see the module docstring).
+
+  With the architecture options (n = n_heads, k = kv_heads, h = head_dim):
+      attn  = d (n + 2k) h + (n + 2k) h [qkv_bias] + n h d + d [attn_out_bias]
+      mlp   = (3 if gated else 2) d f + (2f if gated else f) + d   [biases if mlp_bias]
+      norm  = 2d (LayerNorm: scale and bias) or d (RMSNorm)
+  and embeddings V d (+ max_len d for learned positions; + V d for an untied head).
+  """
+  d, f, L, h = cfg.d_model, cfg.ff_dim, cfg.n_layers, cfg.head_dim
+  qkv = (cfg.n_heads + 2 * cfg.kv_heads) * h
+  attn = d * qkv + qkv * cfg.qkv_bias + cfg.n_heads * h * d + d * cfg.attn_out_bias
+  n_in = 2 if cfg.gated_mlp else 1
+  mlp = (n_in + 1) * d * f + (n_in * f + d) * cfg.mlp_bias
+  norm = 2 * d if cfg.norm == "layernorm" else d
   heads = 2 * (d + 1)
-  total = L * (attn + mlp + norms) + 2 * d + heads
+  total = L * (attn + mlp + 2 * norm) + norm + heads
   if non_embedding:
     return total
-  embed = cfg.vocab_size * d + cfg.max_len * d
+  embed = cfg.vocab_size * d + (cfg.max_len * d if cfg.positions == "learned" else 0)
   unembed = 0 if cfg.tie_embeddings else cfg.vocab_size * d
   return total + embed + unembed
 
@@ -117,13 +187,13 @@ def forward_flops_per_token(cfg: ModelConfig, seq_len: int, lm_head: bool = Fals
   """Matmul FLOPs of one forward pass, per token (PaLM appendix B convention).
 
       2 N_nonembed                 (every weight used once: multiply + add)
-      + 4 L T d                    (q.k scores and attention-weighted values over T keys;
+      + 4 L T n h                  (q.k scores and attention-weighted values over T keys;
                                     the causal half is computed too, so it is counted)
       + 2 d V                      (LM head, only if logits are computed)
 
   A train step (forward + backward) costs 3x this.
   """
-  flops = 2 * count_params(cfg) + 4 * cfg.n_layers * seq_len * cfg.d_model
+  flops = 2 * count_params(cfg) + 4 * cfg.n_layers * seq_len * cfg.n_heads * cfg.head_dim
   if lm_head:
     flops += 2 * cfg.d_model * cfg.vocab_size
   return float(flops)

@@ -1,6 +1,6 @@
 """The decoder-only transformer shared by LMs, preference models, policies and value functions.
 
-Architecture (GPT-2 style, as in Askell et al. 2021 / Bai et al. 2022):
+Architecture by default (GPT-2 style, as in Askell et al. 2021 / Bai et al. 2022):
 
     h_0 = E[tokens] + P[positions]                     learned absolute positions
     a   = h + Attn(LN(h))                              pre-LayerNorm blocks
@@ -9,6 +9,15 @@ Architecture (GPT-2 style, as in Askell et al. 2021 / Bai et al. 2022):
     logits = out E^T                                   LM head tied to the token embedding
     score  = w_s . out[b, eoc_index[b]] + b_s          PM head at the end-of-context token
     value  = w_v . out[b, t] + b_v                     per-token value head (PPO)
+
+The `ModelConfig` architecture options turn the same module into GPT-NeoX (rotary
+positions on a fraction of each head, parallel residual, untied head, exact GELU) or the
+Llama family (RMSNorm, SwiGLU, grouped-query attention, scaled RoPE):
+
+    rotary:    q, k = rope(q, pos), rope(k, pos)  instead of  + P[positions]   (models.rope)
+    parallel:  h' = h + Attn(LN1(h)) + MLP(LN2(h))
+    gated:     MLP(x) = W_down (act(W_gate x) * W_up x)
+    GQA:       K = n_kv_heads key/value heads, each shared by n_heads / K query heads
 
 Positions are counted over real (non-pad) tokens only, `pos = cumsum(mask) - 1`, so a
 left-padded prompt (used for batched generation) gets exactly the positions it would
@@ -31,12 +40,18 @@ import jax.numpy as jnp
 from flax import nnx
 
 from hh_jax.models.config import ModelConfig
+from hh_jax.models.rope import apply_rope, rope_tables
+
+ACTIVATIONS = {"gelu_tanh": lambda x: jax.nn.gelu(x, approximate=True),
+               "gelu": lambda x: jax.nn.gelu(x, approximate=False),
+               "silu": jax.nn.silu, "relu": jax.nn.relu}
 
 
 class KVCache(NamedTuple):
   """Fixed-shape decoding state for all layers.
 
-  k, v:     tuples of L arrays (B, N, S, H), keys and values per layer, S = cache length
+  k, v:     tuples of L arrays (B, K, S, H), keys and values per layer, S = cache length,
+            K = kv_heads (n_heads unless grouped-query attention)
             (heads before slots: the layout the attention einsums read without a transpose).
             One buffer per layer, not one (L, ...) array: a decode step then writes each
             layer's new key/value in place and its attention reads that buffer directly,
@@ -58,7 +73,7 @@ def init_cache(cfg: ModelConfig, batch_size: int, cache_len: int) -> KVCache:
   """An empty cache of `cache_len` slots (prompt + generated tokens)."""
   if cache_len > cfg.max_len:
     raise ValueError(f"cache_len={cache_len} exceeds the model's max_len={cfg.max_len}")
-  shape = (batch_size, cfg.n_heads, cache_len, cfg.head_dim)
+  shape = (batch_size, cfg.kv_heads, cache_len, cfg.head_dim)
   return KVCache(
       k=tuple(jnp.zeros(shape, cfg.compute_dtype) for _ in range(cfg.n_layers)),
       v=tuple(jnp.zeros(shape, cfg.compute_dtype) for _ in range(cfg.n_layers)),
@@ -76,20 +91,39 @@ def _dropout(x, rate: float, key):
   return jnp.where(keep, x / (1.0 - rate), 0.0).astype(x.dtype)
 
 
+def _linear(cfg: ModelConfig, d_in: int, d_out: int, use_bias: bool, rngs: nnx.Rngs) -> nnx.Linear:
+  return nnx.Linear(d_in, d_out, use_bias=use_bias, dtype=cfg.compute_dtype,
+                    param_dtype=cfg.params_dtype, rngs=rngs)
+
+
+def _norm(cfg: ModelConfig, rngs: nnx.Rngs):
+  """LayerNorm (scale and bias) or RMSNorm: x / sqrt(mean(x^2) + eps) * scale."""
+  norm = nnx.LayerNorm if cfg.norm == "layernorm" else nnx.RMSNorm
+  return norm(cfg.d_model, epsilon=cfg.norm_eps, dtype=cfg.compute_dtype,
+              param_dtype=cfg.params_dtype, rngs=rngs)
+
+
+def _repeat_kv(x_bksh, groups: int):
+  """Each of the K key/value heads serves `groups` query heads: (B, K, S, H) -> (B, K*g, S, H)."""
+  return x_bksh if groups == 1 else jnp.repeat(x_bksh, groups, axis=1)
+
+
 class Attention(nnx.Module):
-  """Multi-head causal self-attention with a fused q/k/v projection."""
+  """Causal self-attention (multi-head or grouped-query) with a fused q/k/v projection:
+  the kernel's columns are [q (N H) | k (K H) | v (K H)]."""
 
   def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
-    d = cfg.d_model
+    d, h = cfg.d_model, cfg.head_dim
     self.cfg = cfg
-    self.qkv = nnx.Linear(d, 3 * d, dtype=cfg.compute_dtype, rngs=rngs)
-    self.out = nnx.Linear(d, d, dtype=cfg.compute_dtype, rngs=rngs)
+    self.qkv = _linear(cfg, d, (cfg.n_heads + 2 * cfg.kv_heads) * h, cfg.qkv_bias, rngs)
+    self.out = _linear(cfg, cfg.n_heads * h, d, cfg.attn_out_bias, rngs)
 
-  def __call__(self, x_btd, mask_bts, kv_cache=None, index=None, attend_new_only=False):
+  def __call__(self, x_btd, mask_bts, kv_cache=None, index=None, attend_new_only=False, rope=None):
     """x (B,T,D), mask (B,T,S) bool -> (y (B,T,D), new keys/values).
 
-    Without a cache the new keys/values are (k, v) of shape (B,N,T,H). With one,
-    kv_cache = (k_cache, v_cache) of shape (B,N,S,H), this layer's buffers: the new
+    rope: (cos, sin) (B,T,R) for rotary positions, applied to q and k before caching.
+    Without a cache the new keys/values are (k, v) of shape (B,K,T,H). With one,
+    kv_cache = (k_cache, v_cache) of shape (B,K,S,H), this layer's buffers: the new
     keys/values are written at [:, :, index:index+T] in place (one buffer update per token
     instead of a copy of the cache), attention reads the updated buffers, and they are returned.
     attend_new_only (prefill into an empty cache, index 0): attention reads the T new
@@ -99,18 +133,21 @@ class Attention(nnx.Module):
         y = softmax(q k^T / sqrt(H) masked) v        per head, as two einsums
     """
     b, t, _ = x_btd.shape
-    n, h = self.cfg.n_heads, self.cfg.head_dim
-    q, k, v = jnp.split(self.qkv(x_btd), 3, axis=-1)            # 3 x (B, T, D)
-    q = q.reshape(b, t, n, h)                                    # (B, T, N, H)
-    k, v = (z.reshape(b, t, n, h).transpose(0, 2, 1, 3) for z in (k, v))  # (B, N, T, H)
+    n, kh, h = self.cfg.n_heads, self.cfg.kv_heads, self.cfg.head_dim
+    q, k, v = jnp.split(self.qkv(x_btd), [n * h, (n + kh) * h], axis=-1)  # (B,T,NH), 2 x (B,T,KH)
+    q, k = q.reshape(b, t, n, h), k.reshape(b, t, kh, h)        # (B, T, N, H), (B, T, K, H)
+    if rope is not None:
+      q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+    k, v = k.transpose(0, 2, 1, 3), v.reshape(b, t, kh, h).transpose(0, 2, 1, 3)  # (B, K, T, H)
     new_kv = (k, v)
     if kv_cache is not None:
-      k_cache, v_cache = kv_cache                                # (B, N, S, H)
+      k_cache, v_cache = kv_cache                                # (B, K, S, H)
       at = (0, 0, index, 0)
       new_kv = (jax.lax.dynamic_update_slice(k_cache, k.astype(k_cache.dtype), at),
                 jax.lax.dynamic_update_slice(v_cache, v.astype(v_cache.dtype), at))
       if not attend_new_only:
         k, v = new_kv
+    k, v = _repeat_kv(k, n // kh), _repeat_kv(v, n // kh)       # (B, N, S, H)
     return self.out(_attention(q, k, v, mask_bts).reshape(b, t, n * h)), new_kv
 
 
@@ -130,28 +167,40 @@ def _attention(q_btnh, k_bnsh, v_bnsh, mask_bts):
 
 
 class MLP(nnx.Module):
+  """W_down act(W_up x), or gated: W_down (act(W_gate x) * W_up x)."""
+
   def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
-    self.up = nnx.Linear(cfg.d_model, cfg.ff_dim, dtype=cfg.compute_dtype, rngs=rngs)
-    self.down = nnx.Linear(cfg.ff_dim, cfg.d_model, dtype=cfg.compute_dtype, rngs=rngs)
+    d, f = cfg.d_model, cfg.ff_dim
+    self.activation = cfg.activation
+    self.up = _linear(cfg, d, f, cfg.mlp_bias, rngs)
+    if cfg.gated_mlp:
+      self.gate = _linear(cfg, d, f, cfg.mlp_bias, rngs)
+    self.down = _linear(cfg, f, d, cfg.mlp_bias, rngs)
 
   def __call__(self, x):
-    return self.down(jax.nn.gelu(self.up(x)))
+    act = ACTIVATIONS[self.activation]
+    if hasattr(self, "gate"):
+      return self.down(act(self.gate(x)) * self.up(x))
+    return self.down(act(self.up(x)))
 
 
 class Block(nnx.Module):
-  """Pre-LayerNorm block: h + Attn(LN(h)), then + MLP(LN(.))."""
+  """Pre-norm block: h + Attn(LN(h)), then + MLP(LN(.)); parallel: h + Attn(LN1 h) + MLP(LN2 h)."""
 
   def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
     self.cfg = cfg
-    self.ln_attn = nnx.LayerNorm(cfg.d_model, dtype=cfg.compute_dtype, rngs=rngs)
+    self.ln_attn = _norm(cfg, rngs)
     self.attn = Attention(cfg, rngs=rngs)
-    self.ln_mlp = nnx.LayerNorm(cfg.d_model, dtype=cfg.compute_dtype, rngs=rngs)
+    self.ln_mlp = _norm(cfg, rngs)
     self.mlp = MLP(cfg, rngs=rngs)
 
   def __call__(self, h, mask_bts, kv_cache=None, index=None, dropout_key=None,
-               attend_new_only=False):
+               attend_new_only=False, rope=None):
     k1, k2 = (None, None) if dropout_key is None else jax.random.split(dropout_key)
-    a, new_kv = self.attn(self.ln_attn(h), mask_bts, kv_cache, index, attend_new_only)
+    a, new_kv = self.attn(self.ln_attn(h), mask_bts, kv_cache, index, attend_new_only, rope)
+    if self.cfg.parallel_residual:
+      m = self.mlp(self.ln_mlp(h))
+      return h + _dropout(a, self.cfg.dropout, k1) + _dropout(m, self.cfg.dropout, k2), new_kv
     h = h + _dropout(a, self.cfg.dropout, k1)
     h = h + _dropout(self.mlp(self.ln_mlp(h)), self.cfg.dropout, k2)
     return h, new_kv
@@ -173,19 +222,20 @@ class Transformer(nnx.Module):
   def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
     self.cfg = cfg
     d = cfg.d_model
-    self.embed = nnx.Embed(cfg.vocab_size, d, dtype=cfg.compute_dtype,
+    pdt = cfg.params_dtype
+    self.embed = nnx.Embed(cfg.vocab_size, d, dtype=cfg.compute_dtype, param_dtype=pdt,
                            embedding_init=nnx.initializers.normal(0.02), rngs=rngs)
-    self.pos_embed = nnx.Embed(cfg.max_len, d, dtype=cfg.compute_dtype,
-                               embedding_init=nnx.initializers.normal(0.01), rngs=rngs)
+    if cfg.positions == "learned":
+      self.pos_embed = nnx.Embed(cfg.max_len, d, dtype=cfg.compute_dtype, param_dtype=pdt,
+                                 embedding_init=nnx.initializers.normal(0.01), rngs=rngs)
     self.blocks = nnx.List([Block(cfg, rngs=rngs) for _ in range(cfg.n_layers)])
-    self.ln_f = nnx.LayerNorm(d, dtype=cfg.compute_dtype, rngs=rngs)
+    self.ln_f = _norm(cfg, rngs)
     if not cfg.tie_embeddings:
-      self.unembed = nnx.Linear(d, cfg.vocab_size, use_bias=False, dtype=cfg.compute_dtype,
-                                rngs=rngs)
+      self.unembed = _linear(cfg, d, cfg.vocab_size, False, rngs)
     # Reward-head init N(0, 1/sqrt(d+1)) (Huang et al., "N implementation details of RLHF").
     head_init = nnx.initializers.normal(1.0 / (d + 1) ** 0.5)
-    self.score_head = nnx.Linear(d, 1, kernel_init=head_init, rngs=rngs)
-    self.value_head = nnx.Linear(d, 1, kernel_init=head_init, rngs=rngs)
+    self.score_head = nnx.Linear(d, 1, kernel_init=head_init, param_dtype=pdt, rngs=rngs)
+    self.value_head = nnx.Linear(d, 1, kernel_init=head_init, param_dtype=pdt, rngs=rngs)
 
   def __call__(self, tokens_bt, pad_mask_bt, *, score_index_b=None, cache: KVCache | None = None,
                dropout_key=None, return_hidden: bool = False, cache_empty: bool = False):
@@ -218,13 +268,18 @@ class Transformer(nnx.Module):
     if attend_new_only:
       mask_bts = mask_bts[:, :, :t]                                         # (B, T, T)
 
-    h = self.embed(tokens_bt) + self.pos_embed(positions)                  # (B, T, D)
+    rope = None
+    if self.cfg.positions == "learned":
+      h = self.embed(tokens_bt) + self.pos_embed(positions)                # (B, T, D)
+    else:
+      h = self.embed(tokens_bt)
+      rope = rope_tables(self.cfg, positions)                              # 2 x (B, T, R)
     hidden = [h] if return_hidden else None
     new_k, new_v = [], []
     for i, block in enumerate(self.blocks):
       layer_key = None if dropout_key is None else jax.random.fold_in(dropout_key, i)
-      kv = None if cache is None else (cache.k[i], cache.v[i])            # (B, N, S, H)
-      h, (k_i, v_i) = block(h, mask_bts, kv, index, layer_key, attend_new_only)
+      kv = None if cache is None else (cache.k[i], cache.v[i])            # (B, K, S, H)
+      h, (k_i, v_i) = block(h, mask_bts, kv, index, layer_key, attend_new_only, rope)
       new_k.append(k_i)
       new_v.append(v_i)
       if return_hidden:
