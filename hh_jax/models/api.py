@@ -12,10 +12,23 @@ from hh_jax.special_tokens import PAD_ID
 
 
 def init(cfg: ModelConfig, key: jax.Array):
-  """Build a model; return (graphdef, params) with params a plain dict of float32 arrays."""
+  """Build a model; return (graphdef, params) with params a plain dict of arrays (float32
+  unless cfg.param_dtype says otherwise)."""
   model = Transformer(cfg, rngs=nnx.Rngs(params=key))
   graphdef, state = nnx.split(model, nnx.Param)
   return graphdef, nnx.to_pure_dict(state)
+
+
+def abstract_init(cfg: ModelConfig):
+  """(graphdef, params as ShapeDtypeStructs) of a config, without materialising weights."""
+  out = {}
+
+  def build():
+    out["graphdef"], params = init(cfg, jax.random.key(0))
+    return params
+
+  abstract = jax.eval_shape(build)
+  return out["graphdef"], abstract
 
 
 def _merge(graphdef, params) -> Transformer:

@@ -206,6 +206,12 @@ class Block(nnx.Module):
     return h, new_kv
 
 
+def head_init(d_model: int):
+  """Score / value head kernels ~ N(0, 1/sqrt(d+1)) (Huang et al., "N implementation details
+  of RLHF"); their biases start at 0."""
+  return nnx.initializers.normal(1.0 / (d_model + 1) ** 0.5)
+
+
 class ModelOutputs(NamedTuple):
   """logits (B,T,V) float32; values (B,T) float32; scores (B,) float32 or None;
   hidden: tuple of L+1 residual streams (B,T,D) (embeddings, then each block) or None."""
@@ -232,10 +238,8 @@ class Transformer(nnx.Module):
     self.ln_f = _norm(cfg, rngs)
     if not cfg.tie_embeddings:
       self.unembed = _linear(cfg, d, cfg.vocab_size, False, rngs)
-    # Reward-head init N(0, 1/sqrt(d+1)) (Huang et al., "N implementation details of RLHF").
-    head_init = nnx.initializers.normal(1.0 / (d + 1) ** 0.5)
-    self.score_head = nnx.Linear(d, 1, kernel_init=head_init, param_dtype=pdt, rngs=rngs)
-    self.value_head = nnx.Linear(d, 1, kernel_init=head_init, param_dtype=pdt, rngs=rngs)
+    self.score_head = nnx.Linear(d, 1, kernel_init=head_init(d), param_dtype=pdt, rngs=rngs)
+    self.value_head = nnx.Linear(d, 1, kernel_init=head_init(d), param_dtype=pdt, rngs=rngs)
 
   def __call__(self, tokens_bt, pad_mask_bt, *, score_index_b=None, cache: KVCache | None = None,
                dropout_key=None, return_hidden: bool = False, cache_empty: bool = False):
