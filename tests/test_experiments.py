@@ -113,6 +113,7 @@ def test_sweep_skips_finished_runs_and_records_failures(tmp_path):
   result = sweep.run_sweep(args, sweep.planned(args), progress=False)
   assert result["runs"] == 2 and result["ran"] == 1 and result["failed"] == 1
   assert "no_such_dataset" in result["failures"][0]["log_tail"]
+  assert "Traceback" not in result["failures"][0]["log_tail"]      # a user error: one message
   assert (tmp_path / "w" / "exp" / "failures.jsonl").exists()
 
 

@@ -15,6 +15,7 @@ from hh_jax.config import config_field, validate_fields
 from hh_jax.data import pipeline
 from hh_jax.eval.rl_evals import best_of_n_eval, elo_eval
 from hh_jax.train import lifecycle
+from hh_jax.train.ppo_run import check_compatible
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +69,8 @@ def build_best_of_n(cfg: BestOfNConfig, run_dir: str, inputs=None) -> lifecycle.
       limit=cfg.num_prompts)
   policy, train_pm = lifecycle.load_model(cfg.policy), lifecycle.load_model(cfg.train_pm)
   tests = {os.path.basename(os.path.normpath(d)): lifecycle.load_model(d) for d in cfg.test_pms}
+  check_compatible(cfg, {"policy": policy, "train_pm": train_pm,
+                         **{f"test_pms[{n}]": m for n, m in tests.items()}})
   gold = pipeline.world_gold_fn if cfg.prompt_dataset.startswith("hh_synth") else None
 
   def finish(_):

@@ -51,8 +51,9 @@ def run_name(path: str) -> str:
   return os.path.basename(os.path.normpath(path))
 
 
-def check_compatible(cfg: PPOConfig, named: dict[str, lifecycle.Model]) -> None:
-  """Every model shares the policy's vocabulary and can read prompt + reply (+ EOC)."""
+def check_compatible(cfg, named: dict[str, lifecycle.Model]) -> None:
+  """Every model shares the policy's vocabulary and can read prompt + reply + EOC
+  (cfg.prompt_len + cfg.max_new_tokens + 1 tokens), checked before a run writes anything."""
   need = cfg.prompt_len + cfg.max_new_tokens + 1
   vocab = named["policy"].cfg.vocab_size
   for role, m in named.items():
