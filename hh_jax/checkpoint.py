@@ -1,20 +1,24 @@
 """Orbax checkpoints of a run: train state (params, optimizer, step), RNG key data and
-the data iterator's position, so a killed run resumes bit-for-bit where it stopped."""
+the data iterator's position, so a killed run resumes bit-for-bit where it stopped.
+
+The directory is an epath (a local folder or a bucket). In a multi-process run every process
+calls save and restore together: each writes and reads its own shards, and orbax's primary
+process writes the metadata."""
 
 from __future__ import annotations
-
-import os
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from hh_jax import paths
+
 
 class Checkpointer:
   """Saves/restores {state pytree, JSON meta} under `<run_dir>/checkpoints/<step>`."""
 
-  def __init__(self, run_dir: str, max_to_keep: int = 2):
-    self.directory = os.path.join(os.path.abspath(run_dir), "checkpoints")
+  def __init__(self, run_dir, max_to_keep: int = 2):
+    self.directory = paths.join(run_dir, "checkpoints")
     self._manager = ocp.CheckpointManager(
         self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
+import time
 from typing import Any
 
 import jax
 import numpy as np
+
+from hh_jax import paths
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -33,39 +35,66 @@ def to_python(tree) -> Any:
 
 
 class MetricWriter:
-  """Appends JSON lines to `<run_dir>/metrics.jsonl`.
+  """The JSON lines of `<run_dir>/<filename>` (metrics.jsonl, samples.jsonl), local or bucket.
 
-  On resume from a checkpoint at step s, `truncate_after(s)` drops lines logged after s
-  by the killed run, so the file reads as if the run had never stopped.
+  The lines are kept in memory and the file is written whole (`paths.atomic_write`: object
+  stores cannot append, and a kill never leaves half a line) when a flush is due: every
+  `flush_every_s` seconds of writes, and at each `flush()` (the lifecycle flushes before a
+  checkpoint and at the end). On resume from a checkpoint at step s, `truncate_after(s)`
+  drops lines logged after s by the killed run, so the file reads as if the run had never
+  stopped. A writer that is not `enabled` (a process other than 0) writes nothing.
   """
 
-  def __init__(self, run_dir: str, filename: str = "metrics.jsonl"):
-    self.path = os.path.join(run_dir, filename)
+  def __init__(self, run_dir, filename: str = "metrics.jsonl", enabled: bool = True,
+               flush_every_s: float = 10.0):
+    self.path = paths.join(run_dir, filename)
+    self.enabled, self.flush_every_s = enabled, flush_every_s
+    self.lines = _complete_lines(self.path)
+    self.dirty, self.last_flush = False, time.time()
 
   def truncate_after(self, step: int) -> None:
-    if not os.path.exists(self.path):
-      return
-    kept = []
-    with open(self.path) as f:
-      for line in f:
-        try:
-          record = json.loads(line)
-        except json.JSONDecodeError:
-          break  # a line cut by a kill: everything after it is from the killed run
-        if record.get("step", 0) <= step:
-          kept.append(line if line.endswith("\n") else line + "\n")
-    with open(self.path, "w") as f:
-      f.writelines(kept)
+    self.lines = [line for line in self.lines if json.loads(line).get("step", 0) <= step]
+    self.dirty = True
+    self.flush()
 
   def write(self, step: int, metrics: dict) -> None:
     record = {"step": int(step), **to_python(metrics)}
-    with open(self.path, "a") as f:
-      f.write(json.dumps(record, allow_nan=True) + "\n")
+    self.lines.append(json.dumps(record, allow_nan=True) + "\n")
+    self.dirty = True
+    if time.time() - self.last_flush >= self.flush_every_s:
+      self.flush()
+
+  def flush(self) -> None:
+    """Write the file whole if anything changed since the last flush."""
+    if self.enabled and self.dirty and (self.lines or self.path.exists()):
+      paths.atomic_write(self.path, "".join(self.lines))
+    self.dirty, self.last_flush = False, time.time()
 
 
-def read_jsonl(path: str) -> list[dict]:
-  with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+def _complete_lines(path) -> list[str]:
+  """The lines of a JSON-lines file up to the first one a kill cut short ([] if none)."""
+  if not path.exists():
+    return []
+  kept = []
+  for line in path.read_text().splitlines():
+    try:
+      json.loads(line)
+    except json.JSONDecodeError:
+      break  # a line cut by a kill: everything after it is from the killed run
+    kept.append(line + "\n")
+  return kept
+
+
+def append_jsonl(path, record: dict) -> None:
+  """Add one record to a JSON-lines file (local or bucket: the file is written whole)."""
+  path = paths.as_path(path)
+  previous = path.read_text() if path.exists() else ""
+  paths.atomic_write(path, previous + json.dumps(to_python(record)) + "\n")
+
+
+def read_jsonl(path) -> list[dict]:
+  """Every record of a JSON-lines file (local or bucket)."""
+  return [json.loads(line) for line in paths.as_path(path).read_text().splitlines() if line.strip()]
 
 
 def check_finite(step: int, metrics: dict, keys: tuple[str, ...]) -> None:

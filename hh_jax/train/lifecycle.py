@@ -37,8 +37,9 @@ import numpy as np
 import orbax.checkpoint as ocp
 from tqdm.auto import tqdm
 
-from hh_jax import models
+from hh_jax import models, paths, tracking
 from hh_jax.checkpoint import Checkpointer, key_from_json, key_to_json
+from hh_jax.distributed import barrier, is_primary
 from hh_jax.metrics import LateFetcher, MetricWriter, NonFiniteLossError, read_jsonl, to_python
 
 CONFIG, SUMMARY, MODEL, PARAMS = "config.json", "summary.json", "model.json", "params"
@@ -100,6 +101,7 @@ class Task:
   evaluate: Callable[[int, Any], dict[str, np.ndarray]] | None = None
   eval_every: int = 0
   json_files: dict[str, Any] = dataclasses.field(default_factory=dict)   # written at the start
+  decode: Callable[[Any], str] | None = None     # token ids -> text, for sample tables
 
 
 # ----------------------------------------------------------------------------- run files
@@ -126,11 +128,10 @@ def check_config(run_dir: str, config: dict, allow_changes: bool = False) -> lis
 
   Raises RunError when they differ, unless every change is resume-safe and allow_changes.
   """
-  path = os.path.join(run_dir, CONFIG)
-  if not os.path.exists(path):
+  path = paths.join(run_dir, CONFIG)
+  if not path.exists():
     return []
-  with open(path) as f:
-    old = json.load(f)
+  old = json.loads(path.read_text())
   diff = config_diff(old, json.loads(json.dumps(config)))
   unsafe = [k for k in diff if k not in RESUME_SAFE_FIELDS]
   if diff and (unsafe or not allow_changes):
@@ -142,37 +143,30 @@ def check_config(run_dir: str, config: dict, allow_changes: bool = False) -> lis
 
 
 def write_json(run_dir: str, name: str, obj: Any) -> None:
-  """Write `<run_dir>/<name>` atomically (a kill never leaves half a file)."""
-  path = os.path.join(run_dir, name)
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  with open(path + ".tmp", "w") as f:
-    json.dump(to_python(obj), f, indent=2)
-  os.replace(path + ".tmp", path)
+  """Write `<run_dir>/<name>` atomically (a kill never leaves half a file); process 0 only."""
+  if is_primary():
+    paths.atomic_write(paths.join(run_dir, name), json.dumps(to_python(obj), indent=2))
 
 
 def read_json(run_dir: str, name: str) -> Any:
-  with open(os.path.join(run_dir, name)) as f:
-    return json.load(f)
+  return json.loads(paths.join(run_dir, name).read_text())
 
 
 def read_config_field(run_dir: str, field: str):
   """One top-level field of a run's config.json (e.g. "kind", "model_size"); None if absent."""
-  path = os.path.join(run_dir, CONFIG)
-  if not os.path.exists(path):
-    return None
-  with open(path) as f:
-    return json.load(f).get(field)
+  path = paths.join(run_dir, CONFIG)
+  return json.loads(path.read_text()).get(field) if path.exists() else None
 
 
 def is_finished(run_dir: str) -> bool:
-  return os.path.exists(os.path.join(run_dir, SUMMARY))
+  return paths.join(run_dir, SUMMARY).exists()
 
 
 def save_model(run_dir: str, model_cfg: models.ModelConfig, params) -> None:
   """model.json (the ModelConfig) and params/ (the final weights, orbax)."""
   write_json(run_dir, MODEL, dataclasses.asdict(model_cfg))
   with ocp.StandardCheckpointer() as ckptr:
-    ckptr.save(os.path.join(os.path.abspath(run_dir), PARAMS), params, force=True)
+    ckptr.save(paths.join(run_dir, PARAMS), params, force=True)
 
 
 def abstract_model(model_cfg: models.ModelConfig):
@@ -189,13 +183,13 @@ def abstract_model(model_cfg: models.ModelConfig):
 
 def load_model(run_dir: str) -> Model:
   """The final model of a finished run directory."""
-  path = os.path.join(run_dir, MODEL)
-  if not os.path.exists(path):
+  path = paths.join(run_dir, MODEL)
+  if not path.exists():
     raise RunError(f"{path} not found: {run_dir} is not a finished run with a model")
   model_cfg = models.ModelConfig(**read_json(run_dir, MODEL))
   graphdef, abstract = abstract_model(model_cfg)
   with ocp.StandardCheckpointer() as ckptr:
-    params = ckptr.restore(os.path.join(os.path.abspath(run_dir), PARAMS), abstract)
+    params = ckptr.restore(paths.join(run_dir, PARAMS), abstract)
   return Model(graphdef, params, model_cfg)
 
 
@@ -207,7 +201,9 @@ class _Log:
 
   def __init__(self, run_dir: str, task: Task, total: int):
     self.task, self.total = task, total
-    self.metrics, self.samples = MetricWriter(run_dir, METRICS), MetricWriter(run_dir, SAMPLES)
+    self.metrics, self.samples = (MetricWriter(run_dir, name, enabled=is_primary())
+                                  for name in (METRICS, SAMPLES))
+    self.tracker = tracking.Tracker()       # the real one is opened once the start step is known
     self.window: list[dict] = []
     self.tokens: dict[int, int] = {}
     self.t_window = time.time()
@@ -239,17 +235,30 @@ class _Log:
                    "perf/steps_per_s": len(self.window) / elapsed,
                    "data/examples_seen": step * self.task.examples_per_step})
     self.metrics.write(step, record)
+    self.tracker.scalars(step, record)
     self.window.clear()
     self.t_window = time.time()
 
+  def flush(self, step: int) -> None:
+    """Make everything logged up to `step` durable (before the checkpoint of `step`)."""
+    self.metrics.flush()
+    self.samples.flush()
+    self.tracker.checkpoint(step)
+
+  def close(self) -> None:
+    self.metrics.flush()
+    self.samples.flush()
+    self.tracker.close()
+
 
 def run(cfg, run_dir: str, build: Callable[[Any, str], Task], *, progress: bool = True,
-        stop_after_steps: int | None = None, allow_changes: bool = False) -> dict:
+        stop_after_steps: int | None = None, allow_changes: bool = False,
+        track: str = "none") -> dict:
   """Train (or resume, or skip if finished) one run; return its summary.
 
   build(cfg, run_dir) -> Task loads what the run needs. config.json is written only once
   the task is built, so a config that fails to build leaves nothing behind.
-  stop_after_steps: stop early without a summary, as a kill would (tests).
+  stop_after_steps: stop early without a summary, as a kill would (tests); track: tracking.TRACKERS.
   """
   if is_finished(run_dir):
     return read_json(run_dir, SUMMARY)
@@ -257,7 +266,6 @@ def run(cfg, run_dir: str, build: Callable[[Any, str], Task], *, progress: bool 
   changes = check_config(run_dir, config, allow_changes)
   t_start = time.time()
   task = build(cfg, run_dir)
-  os.makedirs(run_dir, exist_ok=True)
   write_json(run_dir, CONFIG, config)
   for name, obj in task.json_files.items():
     write_json(run_dir, name, obj)
@@ -267,8 +275,8 @@ def run(cfg, run_dir: str, build: Callable[[Any, str], Task], *, progress: bool 
   ckpt = Checkpointer(run_dir)
   log = _Log(run_dir, task, task.num_steps)
   state, key, start = _restore(ckpt, task, log, run_dir, changes)
-  bar = tqdm(total=task.num_steps, initial=start, disable=not progress, unit="step",
-             desc=os.path.basename(os.path.normpath(run_dir)), dynamic_ncols=True, leave=False)
+  log.tracker = tracking.open_tracker(track, run_dir, config, start)
+  bar = _progress_bar(run_dir, task.num_steps, start, progress)
   fetcher, saved = LateFetcher(), None
 
   def consume(fetched):
@@ -278,6 +286,7 @@ def run(cfg, run_dir: str, build: Callable[[Any, str], Task], *, progress: bool 
       if saved is not None and fetched[0] == saved + 1:   # that checkpoint's params gave it
         ckpt.delete(saved)
       ckpt.close()
+      log.close()
       raise NonFiniteLossError(f"{run_dir}: {e}: training diverged; the latest checkpoint "
                                f"holds finite-loss parameters. Lower optim.learning_rate and "
                                f"rerun with --allow-resume-changes to continue from it.") from None
@@ -288,6 +297,7 @@ def run(cfg, run_dir: str, build: Callable[[Any, str], Task], *, progress: bool 
   def save(step: int):
     nonlocal saved
     consume(fetcher.flush())     # never checkpoint a state whose losses are unchecked
+    log.flush(step)
     ckpt.save(step, state, {"data": task.batches.state(), "key": key_to_json(key), "step": step,
                             "window": log.window})
     saved = step
@@ -295,7 +305,7 @@ def run(cfg, run_dir: str, build: Callable[[Any, str], Task], *, progress: bool 
   step = start
   while step < task.num_steps:
     if task.evaluate and task.eval_every and step % task.eval_every == 0:
-      _write_eval(run_dir, step, task.evaluate(step, state))
+      _write_eval(run_dir, step, task.evaluate(step, state), log.tracker, task.decode)
     host_batch = next(task.batches)
     batch = task.to_device(host_batch)
     state, metrics = task.step(state, batch, key)
@@ -308,6 +318,7 @@ def run(cfg, run_dir: str, build: Callable[[Any, str], Task], *, progress: bool 
       save(step)
       bar.close()
       ckpt.close()
+      log.close()
       return {"stopped_at": step}
     if task.checkpoint_every and step % task.checkpoint_every == 0 and step < task.num_steps:
       save(step)
@@ -317,8 +328,16 @@ def run(cfg, run_dir: str, build: Callable[[Any, str], Task], *, progress: bool 
     save(step)
   ckpt.close()
   if task.evaluate and task.eval_every:
-    _write_eval(run_dir, step, task.evaluate(step, state))
+    _write_eval(run_dir, step, task.evaluate(step, state), log.tracker, task.decode)
+  log.close()
   return _finish(run_dir, task, state, step, t_start, cfg)
+
+
+def _progress_bar(run_dir: str, total: int, start: int, progress: bool):
+  """A tqdm bar of the steps (process 0 only)."""
+  return tqdm(total=total, initial=start, disable=not (progress and is_primary()), unit="step",
+              desc=os.path.basename(os.path.normpath(str(run_dir))), dynamic_ncols=True,
+              leave=False)
 
 
 def _restore(ckpt: Checkpointer, task: Task, log: _Log, run_dir: str, changes: list[str]):
@@ -336,33 +355,42 @@ def _restore(ckpt: Checkpointer, task: Task, log: _Log, run_dir: str, changes: l
   for writer in (log.metrics, log.samples):
     writer.truncate_after(start)
   if changes:
-    with open(os.path.join(run_dir, RESUMES), "a") as f:
-      f.write(json.dumps({"step": start, "changed": changes, "time": time.time()}) + "\n")
+    resumes = MetricWriter(run_dir, RESUMES, enabled=is_primary())
+    resumes.write(start, {"changed": changes, "time": time.time()})
+    resumes.flush()
   return state, key_from_json(meta["key"]), start
 
 
-def _write_eval(run_dir: str, step: int, arrays: dict | None) -> None:
+def _write_eval(run_dir: str, step: int, arrays: dict | None, tracker: tracking.Tracker,
+                decode=None) -> None:
+  """evals/step_XXXXXX.npz (process 0), and its sample table (if it has replies) to the tracker."""
   if not arrays:
     return
-  path = os.path.join(run_dir, EVALS, f"step_{step:06d}.npz")
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  np.savez(path, step=step, **{k: np.asarray(v) for k, v in arrays.items()})
+  if is_primary():
+    paths.save_npz(paths.join(run_dir, EVALS, f"step_{step:06d}.npz"),
+                   {"step": step, **{k: np.asarray(v) for k, v in arrays.items()}})
+  table = tracking.sample_table(arrays, decode)
+  if table is not None:
+    tracker.table(step, "eval/samples", *table)
 
 
 def _finish(run_dir: str, task: Task, state, steps: int, t_start: float, cfg) -> dict:
   """Save what the task leaves, then summary.json (last: its presence marks the run done)."""
+  barrier("run files flushed")        # finish may read metrics.jsonl, which process 0 wrote
   out = task.finish(state)
   if out.model is not None:
     save_model(run_dir, *out.model)
   for name, arrays in out.arrays.items():
-    np.savez_compressed(os.path.join(run_dir, name), **arrays)
+    if is_primary():
+      paths.save_npz(paths.join(run_dir, name), arrays, compressed=True)
   for name, obj in out.json_files.items():
     write_json(run_dir, name, obj)
   summary = {"kind": getattr(cfg, "kind", None), "seed": getattr(cfg, "seed", None),
              **out.summary, "train/steps": steps, "time/seconds": time.time() - t_start}
-  records = read_jsonl(os.path.join(run_dir, METRICS)) if os.path.exists(
-      os.path.join(run_dir, METRICS)) else []
+  metrics = paths.join(run_dir, METRICS)
+  records = read_jsonl(metrics) if metrics.exists() else []
   if records and task.loss_key in records[-1]:
     summary[f"train/final_{task.loss_key.replace('/', '_')}"] = records[-1][task.loss_key]
   write_json(run_dir, SUMMARY, summary)
+  barrier("summary written")
   return read_json(run_dir, SUMMARY)

@@ -29,7 +29,8 @@ import time
 
 from experiments.presets import PRESETS
 from hh_jax.config import ConfigError, override, parse_overrides
-from hh_jax.metrics import NonFiniteLossError
+from hh_jax import paths
+from hh_jax.metrics import NonFiniteLossError, append_jsonl
 from hh_jax.train import experiment as ex
 from hh_jax.train import lifecycle, tasks
 
@@ -65,7 +66,7 @@ def parse_axes(items: list[str]) -> dict:
 def planned(args) -> list[ex.PlannedRun]:
   """The runs the arguments select (every `--only` match, or the one `--run`)."""
   preset = PRESETS[args.preset] if args.preset else None
-  runs = ex.plan(args.experiment, os.path.abspath(args.root), preset, parse_axes(args.axis),
+  runs = ex.plan(args.experiment, paths.absolute(args.root), preset, parse_axes(args.axis),
                  parse_overrides(args.set), data_dir=args.data_dir)
   only = getattr(args, "only", None)
   return [r for r in runs if not only or re.search(only, r.name)]
@@ -86,20 +87,18 @@ def train_command(args, run: ex.PlannedRun) -> list[str]:
 
 
 def _run_one(args, run: ex.PlannedRun) -> dict:
-  os.makedirs(run.dir, exist_ok=True)
+  """One run as a subprocess; its output is appended to <run>/train.log (local or bucket)."""
   cmd = [sys.executable, "-m", "hh_jax.cli", *train_command(args, run)[1:], "--no-progress"]
   start = time.time()
-  with open(os.path.join(run.dir, "train.log"), "a") as log:
-    proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT)
+  proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  log = paths.join(run.dir, "train.log")
+  paths.atomic_write(log, (log.read_text() if log.exists() else "") + proc.stdout)
   return {"run": run.dir, "returncode": proc.returncode, "seconds": time.time() - start}
 
 
-def _tail(path: str, n: int = 20) -> str:
-  try:
-    with open(path) as f:
-      return "".join(f.readlines()[-n:])
-  except FileNotFoundError:
-    return ""
+def _tail(path, n: int = 20) -> str:
+  path = paths.as_path(path)
+  return "".join(path.read_text().splitlines(keepends=True)[-n:]) if path.exists() else ""
 
 
 def run_sweep(args, runs: list[ex.PlannedRun], progress: bool = True) -> dict:
@@ -115,10 +114,9 @@ def run_sweep(args, runs: list[ex.PlannedRun], progress: bool = True) -> dict:
       result, run = fut.result(), futures[fut]
       done += 1
       if result["returncode"] != 0:
-        failure = {**result, "name": run.name, "log_tail": _tail(os.path.join(run.dir, "train.log"))}
+        failure = {**result, "name": run.name, "log_tail": _tail(paths.join(run.dir, "train.log"))}
         failures.append(failure)
-        with open(os.path.join(os.path.dirname(run.dir), "failures.jsonl"), "a") as f:
-          f.write(json.dumps(failure) + "\n")
+        append_jsonl(paths.join(os.path.dirname(run.dir), "failures.jsonl"), failure)
       if progress:
         status = "ok" if result["returncode"] == 0 else f"FAILED (rc {result['returncode']})"
         print(f"[{done}/{len(todo)}] {run.name}: {status} in {result['seconds']:.0f}s", flush=True)
