@@ -55,3 +55,12 @@ def test_readme_table_without_markers_fails(tmp_path, capsys):
     f.write(f"# title\n{report.README_END}\n{report.README_START}\n")   # end before start
   assert cli.main(["readme-table", "--numbers", numbers, "--readme", readme, "--check"]) == 1
   assert f"{readme}: need one" in capsys.readouterr().err
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+  """The README's test command is the last line of .ci/run, character for character."""
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  with open(os.path.join(root, ".ci", "run")) as f:
+    ci_command = f.read().strip().splitlines()[-1]
+  with open(os.path.join(root, "README.md")) as f:
+    assert ci_command in [line.strip() for line in f], ci_command
