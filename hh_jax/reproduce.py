@@ -26,10 +26,11 @@ from analysis import cli as analysis_cli
 from analysis import report
 from experiments import ppo as ppo_experiment
 from experiments.presets import PRESETS
+from hh_jax import tracking
 from hh_jax.data import pipeline
 from hh_jax.train import experiment as ex
 from hh_jax.train import lifecycle, tasks
-from hh_jax.train.sweep import USER_ERRORS
+from hh_jax.train.sweep import DEFAULT_TRACK, USER_ERRORS
 
 
 def stages_of(preset: ex.Preset) -> tuple[str, ...]:
@@ -40,8 +41,10 @@ class Reproduction:
   """Runs the stages of one preset into `out_dir`."""
 
   def __init__(self, preset: ex.Preset, out_dir: str, progress: bool = True,
-               data_dir: str | None = None, manual_dir: str | None = None):
+               data_dir: str | None = None, manual_dir: str | None = None,
+               track: str = "none"):
     self.preset = preset
+    self.track = track
     self.root = os.path.abspath(out_dir)
     self.data_dir = os.path.abspath(data_dir) if data_dir else os.path.join(self.root, "tfds")
     self.manual_dir = manual_dir
@@ -75,7 +78,7 @@ class Reproduction:
     self.log(f"{stage}: {len(runs)} runs, {len(runs) - len(todo)} already finished")
     for run in todo:
       t = time.time()
-      tasks.run_config(run.config, run.dir, progress=self.progress)
+      tasks.run_config(run.config, run.dir, progress=self.progress, track=self.track)
       self.log(f"  {stage}/{run.name} done in {time.time() - t:.0f}s")
 
   def stage_analysis(self) -> None:
@@ -116,6 +119,8 @@ def main(argv: list[str]) -> int:
   parser.add_argument("--manual_dir", default=None,
                       help="offline HH-RLHF release files ({subset}/{split}.jsonl.gz)")
   parser.add_argument("--no-progress", action="store_true")
+  parser.add_argument("--track", default=DEFAULT_TRACK, choices=tracking.TRACKERS,
+                      help="live tracking of every run (hh_jax.tracking)")
   args = parser.parse_args(argv)
   preset = PRESETS[args.preset]
   every = stages_of(preset)
@@ -127,7 +132,7 @@ def main(argv: list[str]) -> int:
     return 2
   repro = Reproduction(preset, args.out or os.path.join("results", preset.name),
                        progress=not args.no_progress, data_dir=args.data_dir,
-                       manual_dir=args.manual_dir)
+                       manual_dir=args.manual_dir, track=args.track)
   repro.log(f"hh-jax reproduce --preset {preset.name} ({preset.expected_minutes}) -> {repro.root}")
   try:
     repro.run(stages)

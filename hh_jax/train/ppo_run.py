@@ -25,26 +25,33 @@ from hh_jax.data.batching import LMIterator
 from hh_jax.metrics import read_jsonl
 from hh_jax.train import lifecycle
 from hh_jax.train.optim import init_train_state, make_optimizer
-from hh_jax.train.ppo import PPOConfig, hparams_from_config, make_iteration, value_params
+from hh_jax.train.ppo import (PPOConfig, hparams_from_config, make_iteration, reward_normalization,
+                              value_params)
 from hh_jax.train.rollout import generate, make_pm_score_fn
 
 
 @dataclasses.dataclass
 class PPOInputs:
   """prompt_tokens: (N, P) int32 left-padded contexts; gold_fn(prompt_tokens, response) ->
-  {"helpful", "harmless", "hh"} (B,) arrays, or None when there is no gold reward."""
+  {"helpful", "harmless", "hh"} (B,) arrays, or None when there is no gold reward; decode:
+  token ids -> text for the tracker's sample table (None: the ids are shown)."""
 
   prompt_tokens: np.ndarray
   gold_fn: Callable[[np.ndarray, np.ndarray], dict] | None = None
   eval_prompt_tokens: np.ndarray | None = None
+  decode: Callable[[np.ndarray], str] | None = None
+  task_fn: Callable[[np.ndarray], np.ndarray] | None = None   # prompts -> (B,) task family names
 
 
 def load_inputs(cfg: PPOConfig) -> PPOInputs:
   """The RL prompts (train split), the eval prompts (test split) and the world's gold reward."""
   load = lambda split, limit: pipeline.load_prompts(  # noqa: E731
       cfg.prompt_dataset, split, cfg.prompt_len, cfg.tokenizer, cfg.data_dir, limit=limit)
-  gold = pipeline.world_gold_fn if cfg.prompt_dataset.startswith("hh_synth") else None
-  return PPOInputs(load(cfg.prompt_split, cfg.num_prompts), gold, load("test", cfg.num_eval_prompts))
+  world = cfg.prompt_dataset.startswith("hh_synth")
+  return PPOInputs(load(cfg.prompt_split, cfg.num_prompts), pipeline.world_gold_fn if world else None,
+                   load("test", cfg.num_eval_prompts),
+                   pipeline.get_tokenizer(cfg.prompt_dataset, cfg.tokenizer).decode,
+                   pipeline.world_task_names if world else None)
 
 
 def run_name(path: str) -> str:
@@ -75,7 +82,18 @@ def describe_models(cfg: PPOConfig, policy, pm, tests) -> dict:
           "test": [describe(d, t) for d, t in zip(cfg.test_pms, tests)]}
 
 
-def host_record(cfg: PPOConfig, test_names: list[str], gold_fn):
+def gold_by_task(task_names: np.ndarray, gold_hh: np.ndarray, mask: np.ndarray) -> dict:
+  """Mean gold hh reward and mean reply length (tokens, EOS included) per task family."""
+  out = {}
+  lengths = np.asarray(mask).sum(axis=1)
+  for task in np.unique(task_names):
+    sel = task_names == task
+    out[f"gold_by_task/{task}/hh"] = float(np.mean(np.asarray(gold_hh)[sel]))
+    out[f"gold_by_task/{task}/reply_len"] = float(np.mean(lengths[sel]))
+  return out
+
+
+def host_record(cfg: PPOConfig, test_names: list[str], gold_fn, task_fn=None):
   """fetched iteration output -> (scalars to log, per-sample line)."""
 
   def record(step: int, out: dict):
@@ -85,9 +103,12 @@ def host_record(cfg: PPOConfig, test_names: list[str], gold_fn):
       rec[f"ppo/score_test/{name}"] = float(np.mean(scores))
       line[f"score_test/{name}"] = scores
     if gold_fn is not None:
-      for k, v in gold_fn(np.asarray(out["prompts"]), np.asarray(out["response"])).items():
+      gold = gold_fn(np.asarray(out["prompts"]), np.asarray(out["response"]))
+      for k, v in gold.items():
         rec[f"gold/{k}"] = float(np.mean(v))
         line[f"gold_{k}"] = np.asarray(v, np.float64).tolist()
+      if task_fn is not None:
+        rec.update(gold_by_task(task_fn(out["prompts"]), gold["hh"], out["mask"]))
     rec.update({"ppo/samples": step * cfg.batch_size, "ppo/iteration": step,
                 "perf/tokens": float(np.sum(out["mask"]))})
     return rec, line
@@ -133,6 +154,20 @@ def summarize(run_dir: str) -> dict:
   return out
 
 
+def initial_reward_normalization(cfg: PPOConfig, policy, pm, inputs: PPOInputs) -> tuple[float, float]:
+  """`ppo.reward_normalization` of the train PM's scores of `reward_norm_samples` replies of the
+  initial policy to training prompts (a fixed draw from the run's seed)."""
+  rng = np.random.default_rng([cfg.seed, 271828])
+  rows = rng.choice(len(inputs.prompt_tokens), cfg.reward_norm_samples,
+                    replace=cfg.reward_norm_samples > len(inputs.prompt_tokens))
+  prompts = jnp.asarray(inputs.prompt_tokens[rows])
+  out = jax.jit(lambda p, x, k: generate(policy.graphdef, p, x, k, max_new_tokens=cfg.max_new_tokens,
+                                         temperature=cfg.temperature))(
+      policy.params, prompts, jax.random.fold_in(jax.random.key(cfg.seed), 271828))
+  scores = make_pm_score_fn(pm.graphdef)(pm.params, prompts, out.response, out.mask)
+  return reward_normalization(scores)
+
+
 def build_task(cfg: PPOConfig, run_dir: str, inputs: PPOInputs | None = None) -> lifecycle.Task:
   """A PPO run (module docstring)."""
   inputs = inputs if inputs is not None else load_inputs(cfg)
@@ -148,7 +183,8 @@ def build_task(cfg: PPOConfig, run_dir: str, inputs: PPOInputs | None = None) ->
   params = {"policy": jax.tree.map(jnp.array, policy.params),
             "value": value_params(cfg.value_init, policy.params, pm.params)}
   mesh = shd.make_mesh(cfg.mesh)
-  state = init_train_state(params, optimizer, hparams_from_config(cfg))
+  gain_bias = initial_reward_normalization(cfg, policy, pm, inputs) if cfg.reward_norm else (1.0, 0.0)
+  state = init_train_state(params, optimizer, hparams_from_config(cfg, *gain_bias))
   state = jax.device_put(state, shd.state_shardings(mesh, state))
   iterate = make_iteration(policy.graphdef, value_gd, pm.graphdef, tuple(t.graphdef for t in tests),
                            optimizer, cfg)
@@ -166,6 +202,7 @@ def build_task(cfg: PPOConfig, run_dir: str, inputs: PPOInputs | None = None) ->
       num_steps=cfg.num_iterations, key=key, finish=finish, loss_key="ppo/loss",
       log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every,
       examples_per_step=cfg.batch_size, to_device=lambda b: jnp.asarray(b.tokens),
-      count_tokens=None, host_record=host_record(cfg, test_names, inputs.gold_fn),
+      count_tokens=None, host_record=host_record(cfg, test_names, inputs.gold_fn, inputs.task_fn),
       evaluate=snapshot_fn(cfg, policy, pm, tests, test_names, inputs, key),
-      eval_every=cfg.snapshot_every, json_files={"pms.json": describe_models(cfg, policy, pm, tests)})
+      eval_every=cfg.snapshot_every, json_files={"pms.json": describe_models(cfg, policy, pm, tests)},
+      decode=inputs.decode)

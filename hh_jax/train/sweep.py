@@ -29,7 +29,7 @@ import time
 
 from experiments.presets import PRESETS
 from hh_jax.config import ConfigError, override, parse_overrides
-from hh_jax import paths
+from hh_jax import distributed, paths, tracking
 from hh_jax.metrics import NonFiniteLossError, append_jsonl
 from hh_jax.train import experiment as ex
 from hh_jax.train import lifecycle, tasks
@@ -51,6 +51,23 @@ def add_plan_args(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                       help="a config override applied to every run")
   parser.add_argument("--data_dir", default=None, help="TFDS data_dir for every run")
+
+
+DEFAULT_TRACK = "tensorboard"
+
+
+def add_run_args(parser: argparse.ArgumentParser) -> None:
+  """How each run is run: --track and the multi-process flags (shared by sweep and train)."""
+  parser.add_argument("--track", default=DEFAULT_TRACK, choices=tracking.TRACKERS,
+                      help="live tracking from process 0: TensorBoard events in <run>/tensorboard "
+                           "(default), Weights & Biases (the .[wandb] extra), or none")
+  distributed.add_args(parser)
+
+
+def run_flags(args) -> list[str]:
+  """The flags of `add_run_args` again, for the `hh-jax train` command of each run."""
+  track = [] if args.track == DEFAULT_TRACK else ["--track", args.track]
+  return track + distributed.flags_of(args)
 
 
 def parse_axes(items: list[str]) -> dict:
@@ -83,7 +100,7 @@ def plan_args(args) -> list[str]:
 
 
 def train_command(args, run: ex.PlannedRun) -> list[str]:
-  return ["hh-jax", "train", *plan_args(args), "--run", run.name]
+  return ["hh-jax", "train", *plan_args(args), *run_flags(args), "--run", run.name]
 
 
 def _run_one(args, run: ex.PlannedRun) -> dict:
@@ -126,6 +143,7 @@ def run_sweep(args, runs: list[ex.PlannedRun], progress: bool = True) -> dict:
 def main(argv: list[str]) -> int:
   parser = argparse.ArgumentParser(prog="hh-jax sweep", description=__doc__.splitlines()[0])
   add_plan_args(parser)
+  add_run_args(parser)
   parser.add_argument("--workers", type=int, default=1)
   parser.add_argument("--print", action="store_true", help="print one command per run and exit")
   parser.add_argument("--json", action="store_true", help="with --print: the resolved configs")
@@ -149,6 +167,7 @@ def main(argv: list[str]) -> int:
 def train_main(argv: list[str]) -> int:
   parser = argparse.ArgumentParser(prog="hh-jax train", description="one run of an experiment")
   add_plan_args(parser)
+  add_run_args(parser)
   parser.add_argument("--run", default=None, help="the planned run of this name")
   parser.add_argument("--workdir", default=None,
                       help="instead of --run: the file's base config (with --set) in this directory")
@@ -158,6 +177,7 @@ def train_main(argv: list[str]) -> int:
   args = parser.parse_args(argv)
   if (args.run is None) == (args.workdir is None):
     parser.error("give exactly one of --run NAME and --workdir DIR")
+  distributed.initialize_from_args(args)
   try:
     if args.run is not None:
       found = [r for r in planned(args) if r.name == args.run]
@@ -169,7 +189,7 @@ def train_main(argv: list[str]) -> int:
       cfg = ex.with_field(cfg, "data_dir", args.data_dir) if args.data_dir else cfg
       run_dir = args.workdir
     summary = tasks.run_config(cfg, run_dir, progress=not args.no_progress,
-                               allow_changes=args.allow_resume_changes)
+                               allow_changes=args.allow_resume_changes, track=args.track)
   except USER_ERRORS as e:
     print(f"hh-jax train: {e.args[0] if e.args else e}", file=sys.stderr)
     return 2
