@@ -14,6 +14,7 @@ SUBCOMMANDS = {
     "analyze": ("analysis.cli", "main", "fits and paper-style figures from run directories"),
     "reproduce": ("hh_jax.reproduce", "main", "the main job: every stage, a report beside the paper"),
     "bench": ("hh_jax.bench.suite", "main", "throughput benchmarks (`hh-jax bench [--quick] [--json F]`)"),
+    "export": ("hh_jax.export", "main", "a finished run as a Hugging Face checkpoint (`hh-jax export RUN OUT`)"),
 }
 
 

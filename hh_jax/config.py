@@ -253,6 +253,10 @@ class RunConfig:
     num_epochs: passes over the training data (the paper: 1).
     init_from: a finished run directory whose final params initialise this model
       (e.g. a base LM for a PM); the PM score head is freshly initialised.
+    init_from_hf: a Hugging Face checkpoint directory (config.json + safetensors: GPT-2,
+      GPT-NeoX/Pythia, Llama, Qwen2) whose architecture and weights this model starts from,
+      in hh-jax's vocabulary (PAD, EOS, EOC added; docs/pretrained.md); model_size is then
+      unused, and data.tokenizer must name the same directory.
     log_every, eval_every, checkpoint_every: in steps (0: only at the end).
     mesh: the device mesh.
   """
@@ -264,6 +268,7 @@ class RunConfig:
   batch_size: int = config_field(32, ge=1)
   num_epochs: int = config_field(1, ge=1)
   init_from: str | None = None
+  init_from_hf: str | None = None
   log_every: int = config_field(10, ge=0)
   eval_every: int = config_field(0, ge=0)
   checkpoint_every: int = config_field(200, ge=0)
@@ -273,6 +278,11 @@ class RunConfig:
 
   def __post_init__(self):
     validate_fields(self, "")
+    if self.init_from_hf is not None and self.init_from is not None:
+      raise ConfigError("", "init_from_hf", self.init_from_hf, "None when init_from is set")
+    if self.init_from_hf is not None and self.data.tokenizer != self.init_from_hf:
+      raise ConfigError("data", "tokenizer", self.data.tokenizer,
+                        f"the init_from_hf directory {self.init_from_hf!r} (its tokenizer.json)")
 
 
 def to_dict(cfg) -> dict:

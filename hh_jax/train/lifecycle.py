@@ -38,6 +38,7 @@ import orbax.checkpoint as ocp
 from tqdm.auto import tqdm
 
 from hh_jax import models, paths, tracking
+from hh_jax.models import hf_config
 from hh_jax.checkpoint import Checkpointer, key_from_json, key_to_json
 from hh_jax.distributed import barrier, is_primary
 from hh_jax.metrics import LateFetcher, MetricWriter, NonFiniteLossError, read_jsonl, to_python
@@ -182,8 +183,12 @@ def abstract_model(model_cfg: models.ModelConfig):
 
 
 def load_model(run_dir: str) -> Model:
-  """The final model of a finished run directory."""
+  """The final model of a finished run directory, or of a local Hugging Face checkpoint
+  directory (in hh-jax's vocabulary, float32: `models.from_pretrained(special_tokens=True)`)."""
   path = paths.join(run_dir, MODEL)
+  if not path.exists() and hf_config.is_checkpoint_dir(run_dir):
+    graphdef, params = models.from_pretrained(run_dir, special_tokens=True)
+    return Model(graphdef, params, models.config_of(graphdef, params))
   if not path.exists():
     raise RunError(f"{path} not found: {run_dir} is not a finished run with a model")
   model_cfg = models.ModelConfig(**read_json(run_dir, MODEL))

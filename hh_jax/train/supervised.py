@@ -3,6 +3,7 @@ optimizer, mesh placement and the jitted step over a resumable batch iterator.""
 
 from __future__ import annotations
 
+import os
 from typing import Any, Callable
 
 import jax
@@ -37,6 +38,28 @@ def init_from_run(run_dir: str, params: dict) -> dict:
   return {**src.params, "score_head": params["score_head"]}
 
 
+def model_name(cfg: RunConfig) -> str:
+  """The size a run reports: its ladder rung, or the name of its HF checkpoint directory."""
+  return os.path.basename(os.path.normpath(cfg.init_from_hf)) if cfg.init_from_hf else cfg.model_size
+
+
+def initial_model(cfg: RunConfig, vocab_size: int, key: jax.Array):
+  """(model_cfg, graphdef, params): the ladder rung (optionally `init_from` a run), or the HF
+  checkpoint `init_from_hf` in hh-jax's vocabulary with float32 params and heads drawn from key."""
+  if not cfg.init_from_hf:
+    model_cfg = model_config_of(cfg, vocab_size)
+    graphdef, params = models.init(model_cfg, key)
+    return model_cfg, graphdef, init_from_run(cfg.init_from, params) if cfg.init_from else params
+  graphdef, params = models.from_pretrained(cfg.init_from_hf, dtype=cfg.dtype, param_dtype="float32",
+                                            special_tokens=True, key=key)
+  model_cfg = models.config_of(graphdef, params)
+  if vocab_size > model_cfg.vocab_size or cfg.data.max_len > model_cfg.max_len:
+    raise lifecycle.RunError(
+        f"init_from_hf={cfg.init_from_hf}: the model has {model_cfg.vocab_size} ids and "
+        f"{model_cfg.max_len} positions; the data needs {vocab_size} ids and {cfg.data.max_len}")
+  return model_cfg, graphdef, params
+
+
 def supervised_task(cfg: RunConfig, vocab_size: int, batches, num_examples: int, make_step,
                     hparams, finish: Callable[[Any, Any, models.ModelConfig], lifecycle.Outputs],
                     to_input: Callable[[Any], dict], **task_fields) -> lifecycle.Task:
@@ -46,11 +69,8 @@ def supervised_task(cfg: RunConfig, vocab_size: int, batches, num_examples: int,
   finish(graphdef, params, model_cfg) evaluates the final params.
   """
   num_steps = len(batches) * cfg.num_epochs
-  model_cfg = model_config_of(cfg, vocab_size)
   init_key, step_key = jax.random.split(jax.random.key(cfg.seed))
-  graphdef, params = models.init(model_cfg, init_key)
-  if cfg.init_from:
-    params = init_from_run(cfg.init_from, params)
+  model_cfg, graphdef, params = initial_model(cfg, vocab_size, init_key)
   optimizer = make_optimizer(cfg.optim, num_steps)
   mesh = shd.make_mesh(cfg.mesh)
   state = init_train_state(params, optimizer, hparams)
@@ -62,7 +82,7 @@ def supervised_task(cfg: RunConfig, vocab_size: int, batches, num_examples: int,
     out = finish(graphdef, params, model_cfg)
     out.model = (model_cfg, params)
     out.summary.update({
-        "model_size": cfg.model_size, "params/non_embedding": models.count_params(model_cfg),
+        "model_size": model_name(cfg), "params/non_embedding": models.count_params(model_cfg),
         "params/total": models.count_params(model_cfg, non_embedding=False),
         "data/dataset": cfg.data.dataset, "data/num_train": num_examples,
         "data/examples_seen": num_steps * cfg.batch_size})
