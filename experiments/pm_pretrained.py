@@ -21,7 +21,9 @@ from experiments import common
 from hh_jax.models import count_params, hf_config
 
 NEEDS = ()
-AXES = {"checkpoints": (), "num_pairs": (None,), "seeds": (0,)}
+# The default ladder: Pythia's smallest rungs where docs/pretrained.md puts them.
+PYTHIA = tuple(f"weights/pythia-{size}" for size in ("70m", "160m", "410m"))
+AXES = {"checkpoints": PYTHIA, "num_pairs": (None,), "seeds": (0,)}
 
 
 def checkpoint_ladder(weights_dir: str) -> tuple[str, ...]:

@@ -12,13 +12,13 @@ HH-RLHF contexts, read with the checkpoint's tokenizer. HH-RLHF has no gold rewa
 
 from __future__ import annotations
 
-from experiments.pm_pretrained import checkpoint_name
+from experiments.pm_pretrained import PYTHIA, checkpoint_name
 from hh_jax.config import OptimConfig
 from hh_jax.train.experiment import ref, refs
 from hh_jax.train.ppo import PPOConfig
 
 NEEDS = ("pm_pretrained",)
-AXES = {"checkpoints": (), "num_pairs": (None,), "seeds": (0,)}
+AXES = {"checkpoints": PYTHIA, "num_pairs": (None,), "seeds": (0,)}
 
 
 def get_config() -> PPOConfig:
@@ -36,8 +36,8 @@ def get_sweep(axes: dict) -> list[dict]:
   runs = []
   for path in axes["checkpoints"]:
     runs.append({"policy_init": path, "tokenizer": path,
-                 "reward_pm": ref("pm_pretrained", init_from_hf=path, **{"data.num_train_pairs": n},
+                 "reward_pm": ref("pm_pretrained", init_from_hf=path, num_train_pairs=n,
                                   seed=seed),
-                 "test_pms": refs("pm_pretrained", **{"data.num_train_pairs": n}, seed=seed),
+                 "test_pms": refs("pm_pretrained", num_train_pairs=n, seed=seed),
                  "_name": f"policy-{checkpoint_name(path)}"})
   return runs
