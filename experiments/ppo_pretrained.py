@@ -31,8 +31,8 @@ def get_config() -> PPOConfig:
 
 
 def get_sweep(axes: dict) -> list[dict]:
-  """One policy per checkpoint, against the PM finetuned from it (first dataset size, seed)."""
-  n, seed = axes["num_pairs"][0], axes["seeds"][0]
+  """One policy per checkpoint, against the PM finetuned from it (largest dataset, first seed)."""
+  n, seed = axes["num_pairs"][-1], axes["seeds"][0]
   runs = []
   for path in axes["checkpoints"]:
     runs.append({"policy_init": path, "tokenizer": path,

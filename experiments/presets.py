@@ -9,7 +9,11 @@ laptop study, so `laptop` overrides nothing.
               from scratch on HH-RLHF text (byte tokens); no gold labeller, so no Elo stage.
               Its run time is an estimate (~8e17 training FLOPs at 40% of an H100's bf16
               peak is ~35 min, plus latency-bound PPO decoding), not a measurement.
+              With `hh-jax reproduce --preset hh-rlhf --weights_dir DIR` it runs on the
+              pretrained ladder under DIR instead (`with_pretrained_ladder`).
 """
+
+import dataclasses
 
 from hh_jax.train.experiment import Preset
 
@@ -72,3 +76,20 @@ PRESETS = {
                              minibatch_size=16, **{"optim.learning_rate": 1e-5},
                              num_prompts=256, n_max=64)}),
 }
+
+
+def with_pretrained_ladder(preset: Preset, weights_dir: str) -> Preset:
+  """`preset` on the Hugging Face checkpoints under weights_dir (smallest first; e.g. Pythia
+  70M..1.4B, docs/pretrained.md): PMs finetuned from each checkpoint on HH-RLHF at three
+  dataset sizes (experiments/pm_pretrained.py), then PPO from each checkpoint against its own
+  PM, scored by the others (experiments/ppo_pretrained.py)."""
+  from experiments.pm_pretrained import checkpoint_ladder  # reads weights_dir only when asked
+  ladder = checkpoint_ladder(weights_dir)
+  if not ladder:
+    raise ValueError(f"--weights_dir {weights_dir}: no checkpoint directory (config.json + "
+                     f"*.safetensors) found directly under it")
+  return dataclasses.replace(
+      preset, stages=("pm_pretrained", "ppo_pretrained"),
+      axes={"checkpoints": ladder, "num_pairs": (10_000, 40_000, 160_000), "seeds": (0,)},
+      overrides={"ppo_pretrained": {"num_prompts": None}},
+      expected_minutes=f"{len(ladder)} checkpoints of {weights_dir} (not measured)")

@@ -25,7 +25,7 @@ import tensorflow_datasets as tfds
 from analysis import cli as analysis_cli
 from analysis import report
 from experiments import ppo as ppo_experiment
-from experiments.presets import PRESETS
+from experiments.presets import PRESETS, with_pretrained_ladder
 from hh_jax import tracking
 from hh_jax.data import pipeline
 from hh_jax.train import experiment as ex
@@ -118,12 +118,26 @@ def main(argv: list[str]) -> int:
                       help="TFDS data_dir (default: <out>/tfds); reuse a prepared hh_rlhf here")
   parser.add_argument("--manual_dir", default=None,
                       help="offline HH-RLHF release files ({subset}/{split}.jsonl.gz)")
+  parser.add_argument("--weights_dir", default=None,
+                      help="with --preset hh-rlhf: the Hugging Face checkpoints (e.g. Pythia) "
+                           "whose PMs and PPO policies to train, instead of models from scratch")
   parser.add_argument("--no-progress", action="store_true")
   parser.add_argument("--track", default=DEFAULT_TRACK, choices=tracking.TRACKERS,
                       help="live tracking of every run (hh_jax.tracking)")
   args = parser.parse_args(argv)
   preset = PRESETS[args.preset]
+  if args.weights_dir:
+    if args.preset != "hh-rlhf":
+      print("hh-jax reproduce: --weights_dir needs --preset hh-rlhf", file=sys.stderr)
+      return 2
+    try:
+      preset = with_pretrained_ladder(preset, args.weights_dir)
+    except (OSError, ValueError) as e:
+      print(f"hh-jax reproduce: {e}", file=sys.stderr)
+      return 2
   every = stages_of(preset)
+  if args.weights_dir and args.stages is None:     # its figures: hh-jax analyze pm OUT/pm_pretrained
+    args.stages = ",".join(("data", *preset.stages))
   stages = every if args.stages is None else tuple(s.strip() for s in args.stages.split(","))
   unknown = [s for s in stages if s not in every]
   if unknown:

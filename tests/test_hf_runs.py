@@ -134,3 +134,23 @@ def test_export_of_the_pm_run_scores_like_hh_jax_in_transformers(checkpoint, pm_
       "GPTNeoXForSequenceClassification"]
   _, again = models.from_pretrained(out, special_tokens=True)
   jax.tree.map(np.testing.assert_array_equal, jax.device_get(model.params), jax.device_get(again))
+
+
+def test_hh_rlhf_preset_with_weights_dir_plans_the_ladder_smallest_first(checkpoint, tmp_path):
+  from experiments.presets import PRESETS, with_pretrained_ladder
+  from hh_jax.train import experiment as ex
+  small, _ = checkpoint
+  weights = tmp_path / "weights"
+  os.makedirs(weights)
+  shutil.copytree(small, weights / "b-small")
+  big = transformers.GPTNeoXConfig(vocab_size=321, hidden_size=64, num_hidden_layers=2,
+                                   num_attention_heads=4, intermediate_size=128)
+  transformers.GPTNeoXForCausalLM(big).save_pretrained(str(weights / "a-big"))
+  preset = with_pretrained_ladder(PRESETS["hh-rlhf"], str(weights))
+  assert preset.axes["checkpoints"] == (str(weights / "b-small"), str(weights / "a-big"))
+  pms = ex.plan("pm_pretrained", str(tmp_path / "out"), preset)
+  assert [r.name for r in pms][:3] == ["b-small-n10000-s0", "b-small-n40000-s0", "b-small-n160000-s0"]
+  assert {r.config.data.dataset for r in pms} == {"hh_rlhf/all"}
+  ppo = ex.plan("ppo_pretrained", str(tmp_path / "out"), preset)
+  assert [r.config.reward_pm for r in ppo] == [str(tmp_path / "out" / "pm_pretrained" / n)
+                                              for n in ("b-small-n160000-s0", "a-big-n160000-s0")]
