@@ -155,3 +155,24 @@ def test_generation_stops_and_pads_after_eos():
   np.testing.assert_array_equal(np.asarray(out.response), [[EOS_ID, PAD_ID, PAD_ID, PAD_ID, PAD_ID]])
   np.testing.assert_array_equal(np.asarray(out.mask), [[1, 0, 0, 0, 0]])
   assert bool(out.eos[0])
+
+
+def test_reward_normalization_by_hand():
+  g, c = ppo.reward_normalization(jnp.array([1.0, 2.0, 3.0, 6.0]))
+  # mean 3, population std sqrt((4 + 1 + 0 + 9) / 4) = sqrt(3.5)
+  assert g == pytest.approx(1 / np.sqrt(3.5)) and c == pytest.approx(-3 / np.sqrt(3.5))
+
+
+def test_reward_normalization_makes_the_initial_policys_rewards_standard(toy_world, tmp_path):
+  """With reward_norm the train-PM reward of the initial policy's samples is ~N(0, 1); the
+  logged score stays the raw PM score (what the sqrt(KL) law is fitted on)."""
+  root, cfg, data = toy_world
+  run_dir = str(tmp_path / "norm")
+  train(override(cfg, {"reward_norm": True, "reward_norm_samples": 256, "num_iterations": 1,
+                       "snapshot_every": 0}), run_dir, data)
+  record = read_jsonl(os.path.join(run_dir, "metrics.jsonl"))[0]
+  raw = np.array(read_jsonl(os.path.join(run_dir, "samples.jsonl"))[0]["score_train"])  # 32 fresh samples
+  normalized = record["ppo/reward_gain"] * raw + record["ppo/reward_bias"]
+  assert abs(normalized.mean()) < 0.5 and 0.6 < normalized.std() < 1.6
+  assert record["ppo/reward_gain"] != 1.0
+  assert record["ppo/score_train"] == pytest.approx(raw.mean(), rel=1e-5)

@@ -26,7 +26,7 @@ import tensorflow_datasets as tfds
 
 from hh_jax.config import DataConfig
 from hh_jax.data import batching, tokenizers
-from hh_jax.data.world import WorldTokenizer, gold_scores
+from hh_jax.data.world import WorldTokenizer, gold_scores, tasks
 from hh_jax.special_tokens import PAD_ID
 
 # (Importing any hh_jax.data module runs hh_jax/data/__init__.py, which registers the TFDS
@@ -234,3 +234,9 @@ def load_prompts(dataset: str, split: str, prompt_len: int, tokenizer_spec: str 
 def world_gold_fn(prompt_tokens: np.ndarray, response: np.ndarray) -> dict:
   """The synthetic world's gold rewards of sampled replies (PPO evaluation)."""
   return gold_scores(np.asarray(prompt_tokens), np.asarray(response))
+
+
+def world_task_names(prompt_tokens: np.ndarray) -> np.ndarray:
+  """(B,) the task family of each world prompt's last Human turn (e.g. "arithmetic")."""
+  return np.array([tasks.parse_context_ids(tuple(int(t) for t in row)).task
+                   for row in np.asarray(prompt_tokens)])

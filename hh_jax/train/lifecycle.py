@@ -234,7 +234,7 @@ class _Log:
 
   def write(self, step: int) -> None:
     elapsed = max(time.time() - self.t_window, 1e-9)
-    keys = [k for k in self.window[0] if k != "perf/tokens"]
+    keys = [k for k in dict.fromkeys(k for r in self.window for k in r) if k != "perf/tokens"]
     record = {k: float(np.mean([r[k] for r in self.window if k in r])) for k in keys}
     record.update({"perf/tokens_per_s": sum(r["perf/tokens"] for r in self.window) / elapsed,
                    "perf/steps_per_s": len(self.window) / elapsed,

@@ -5,7 +5,8 @@ One iteration, one jitted function (`make_iteration`):
   2. score     log pi_old, log pi0 (the frozen initial policy), V, and the train-PM score
                r_PM(x, y) read at the end-of-context token; test PMs score the same samples
                but never enter the loss;
-  3. rewards   r_t = -lambda_KL (log pi - log pi0)_t  +  [t = last] (r_PM - no_eos_penalty [no EOS])
+  3. rewards   r_t = -lambda_KL (log pi - log pi0)_t  +  [t = last] (g r_PM + c - no_eos_penalty [no EOS]),
+               g = 1, c = 0 unless reward_norm (then the initial policy's g r_PM + c is N(0, 1));
                advantages by GAE(gamma, lambda), whitened; value targets R = A + V;
   4. update    K epochs of minibatch steps on L = L_clip(pi) + vf_coef * L_clip(V), the
                minibatches a fresh permutation per epoch, under lax.scan;
@@ -68,6 +69,8 @@ class PPOConfig:
   lam: float = config_field(0.95, ge=0.0, le=1.0)
   whiten_advantages: bool = True
   no_eos_penalty: float = 1.0           # subtracted from r_PM when the reply has no EOS
+  reward_norm: bool = False             # r_PM -> g r_PM + c with the initial policy's scores N(0, 1)
+  reward_norm_samples: int = config_field(512, ge=2)   # initial-policy samples that set g, c
   prompt_dataset: str = "hh_synth/prompts"   # TFDS dataset whose `context`s are the RL prompts
   prompt_split: str = "train"
   prompt_len: int = config_field(40, ge=1)   # prompts are left-truncated / left-padded to this
@@ -103,11 +106,23 @@ class PPOHparams(NamedTuple):
   lam: float
   no_eos_penalty: float
   whiten_advantages: float
+  reward_gain: float = 1.0              # g in the reward g r_PM + c
+  reward_bias: float = 0.0              # c
 
 
-def hparams_from_config(cfg: PPOConfig) -> PPOHparams:
-  """Each PPOHparams field from the config field of the same name."""
-  return PPOHparams(**{f: float(getattr(cfg, f)) for f in PPOHparams._fields})
+def hparams_from_config(cfg: PPOConfig, reward_gain: float = 1.0, reward_bias: float = 0.0) -> PPOHparams:
+  """Each PPOHparams field from the config field of the same name; the reward's gain and bias
+  are measured, not configured (`reward_normalization`)."""
+  return PPOHparams(**{f: float(getattr(cfg, f)) for f in PPOHparams._fields
+                       if f not in ("reward_gain", "reward_bias")},
+                    reward_gain=float(reward_gain), reward_bias=float(reward_bias))
+
+
+def reward_normalization(scores) -> tuple[float, float]:
+  """(g, c) with g s + c of mean 0 and standard deviation 1 over the initial policy's PM
+  scores s (Ziegler et al. 2019; the public reproductions): g = 1 / std(s), c = -mean(s) / std(s)."""
+  mean, std = float(jnp.mean(scores)), float(jnp.std(scores))
+  return 1.0 / max(std, 1e-6), -mean / max(std, 1e-6)
 
 
 def value_params(value_init: str, policy_params: dict, pm_params: dict) -> dict:
@@ -133,7 +148,8 @@ def experience(policy_gd, value_gd, pm_gd, state, ref_params, pm_params, prompts
   _, values, _ = response_logprobs(value_gd, state["params"]["value"], prompts, rollout.response,
                                    mask)
   score = pm_score(pm_gd, pm_params, prompts, rollout.response, mask)              # (B,)
-  reward_score = score - hp.no_eos_penalty * (1.0 - rollout.eos.astype(jnp.float32))
+  reward_score = (hp.reward_gain * score + hp.reward_bias
+                  - hp.no_eos_penalty * (1.0 - rollout.eos.astype(jnp.float32)))
   rewards, kl_bt = rl_core.kl_penalized_rewards(logp_old, logp_ref, reward_score, mask, hp.kl_coef)
   advantages, returns = rl_core.gae(rewards, values, mask, hp.gamma, hp.lam)
   advantages = jnp.where(hp.whiten_advantages > 0, rl_core.whiten(advantages, mask), advantages)
@@ -146,6 +162,7 @@ def experience(policy_gd, value_gd, pm_gd, state, ref_params, pm_params, prompts
       "ppo/eos_rate": rollout.eos.mean(), "ppo/response_len": mask.sum(axis=1).mean(),
       "ppo/value_mean": rl_core.masked_mean(values, mask),
       "ppo/return_mean": rl_core.masked_mean(returns, mask), "ppo/kl_coef": hp.kl_coef,
+      "ppo/reward_gain": hp.reward_gain, "ppo/reward_bias": hp.reward_bias,
   }
   batch = {"prompts": prompts, "response": rollout.response, "mask": mask,
            "old_logprobs": logp_old, "old_values": values, "advantages": advantages,
