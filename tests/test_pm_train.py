@@ -52,6 +52,10 @@ def test_pm_learns_a_known_rule_and_writes_the_run_directory(finished_run):
   # The rule "chosen contains token 7" is learnable: far above chance.
   assert summary["eval/accuracy"] > 0.85, summary
   assert summary["eval/bayes_ceiling"] == pytest.approx(0.9)
+  # A bag of words finds the marker token too; reply length and distinct tokens carry no signal.
+  assert summary["eval/bow_baseline_accuracy"] > 0.85
+  assert abs(summary["eval/shorter_baseline_accuracy"] - 0.5) < 0.1
+  assert abs(summary["eval/distinct_tokens_baseline_accuracy"] - 0.5) < 0.15
   for name in ("config.json", "model.json", "metrics.jsonl", "summary.json", "eval_scores.npz"):
     assert os.path.exists(os.path.join(run_dir, name)), name
   records = read_jsonl(os.path.join(run_dir, "metrics.jsonl"))

@@ -40,6 +40,7 @@ from hh_jax import models
 from hh_jax.config import RunConfig
 from hh_jax.data import pipeline
 from hh_jax.data.batching import PairArrays, PairIterator, shorter_reply_baseline
+from hh_jax.eval import baselines
 from hh_jax.train import lifecycle, supervised
 from hh_jax.train.optim import apply_gradients, current_learning_rate, jit_train_step
 from hh_jax.train.rl_core import bradley_terry_loss
@@ -146,8 +147,10 @@ def bayes_ceilings(arrays: PairArrays, p_chosen: np.ndarray) -> dict:
 
 
 def evaluate_pm(graphdef, params, data: pipeline.PMData, batch_size: int) -> lifecycle.Outputs:
-  """Accuracy overall, per source and per turn, the Bayes ceiling and the shorter-reply
-  baseline on the same pairs; per-pair scores as eval_scores.npz."""
+  """Accuracy overall, per source and per turn, the Bayes ceiling and the shortcut baselines
+  (shorter reply, more distinct tokens, bag-of-words logistic regression fitted on the
+  training pairs: `hh_jax.eval.baselines`) on the same pairs; per-pair scores as
+  eval_scores.npz."""
   arrays = data.eval
   r_c, r_r = pm_scores(graphdef, params, arrays, batch_size)
   margin = r_c - r_r
@@ -158,7 +161,10 @@ def evaluate_pm(graphdef, params, data: pipeline.PMData, batch_size: int) -> lif
       out[f"eval/accuracy_{name}"] = pair_accuracy(margin[arrays.source == i])
   for turn in np.unique(arrays.num_turns):
     out[f"eval/accuracy_turn_{int(turn)}"] = pair_accuracy(margin[arrays.num_turns == turn])
+  vocab = data.tokenizer.vocab_size
   out["eval/shorter_baseline_accuracy"] = shorter_reply_baseline(arrays)
+  out["eval/distinct_tokens_baseline_accuracy"] = baselines.distinct_tokens_baseline(arrays, vocab)
+  out["eval/bow_baseline_accuracy"] = baselines.bag_of_words_baseline(data.train, arrays, vocab)
   extras = {k: np.asarray(v) for k, v in data.eval_extras.items()}
   if "p_chosen" in extras:
     out.update(bayes_ceilings(arrays, extras["p_chosen"]))
