@@ -128,8 +128,8 @@ def reward_normalization(scores) -> tuple[float, float]:
 def value_params(value_init: str, policy_params: dict, pm_params: dict) -> dict:
   """The value network's initial params: the PM with its score head as the value head, or the
   policy with a zero value head."""
-  if value_init == "pm":
-    return {**pm_params, "value_head": pm_params["score_head"]}
+  if value_init == "pm":            # a copy: the state is donated, the PM's score head is not
+    return {**jax.tree.map(jnp.copy, pm_params), "value_head": jax.tree.map(jnp.copy, pm_params["score_head"])}
   return {**policy_params, "value_head": jax.tree.map(jnp.zeros_like, policy_params["value_head"])}
 
 
