@@ -297,12 +297,33 @@ def _cell(text: str) -> str:
   return text.replace("|", "\\|")
 
 
+def interval_decimals(ci) -> int | None:
+  """Decimal places an interval supports: those of its width's second significant digit
+  (width 0.0019 -> 4), so a value is shown no more precisely than it is known."""
+  if not isinstance(ci, (list, tuple)) or len(ci) != 2 or not all(isinstance(x, (int, float)) for x in ci):
+    return None
+  width = abs(ci[1] - ci[0])
+  if not math.isfinite(width) or width == 0:
+    return None
+  return max(0, 1 - int(math.floor(math.log10(width))))
+
+
+def format_estimate(v: Any, ci) -> tuple[str, str]:
+  """(value, interval) as text, a float and its interval rounded to `interval_decimals`."""
+  places = interval_decimals(ci)
+  if places is None or not isinstance(v, (int, float)) or isinstance(v, bool):
+    return format_value(v), format_value(ci)
+  fmt = lambda x: f"{x:.{places}f}"  # noqa: E731
+  return fmt(v), f"[{fmt(ci[0])}, {fmt(ci[1])}]"
+
+
 def results_table(numbers: dict) -> str:
-  """The markdown claims table of numbers.json: claim | paper | ours | 95% CI | held, one row per claim."""
+  """The markdown claims table of numbers.json: claim | paper | ours | 95% CI | held, one row per
+  claim; a single estimate with an interval is rounded to the precision the interval supports."""
   lines = ["| claim | paper | ours | 95% CI | held |", "|---|---|---|---|---|"]
   for c in numbers["claims"]:
-    cells = [f"**{c['id']}**: {c['claim']}", c["paper"], format_value(c["ours"]), format_value(c["ci"]),
-             "yes" if c["held"] else "**no**"]
+    ours, ci = format_estimate(c["ours"], c["ci"])
+    cells = [f"**{c['id']}**: {c['claim']}", c["paper"], ours, ci, "yes" if c["held"] else "**no**"]
     lines.append("| " + " | ".join(_cell(str(x)) for x in cells) + " |")
   return "\n".join(lines)
 

@@ -177,7 +177,7 @@ def test_results_table_by_hand():
   assert report.results_table(numbers) == "\n".join([
       "| claim | paper | ours | 95% CI | held |",
       "|---|---|---|---|---|",
-      "| **a**: x rises | Fig 1 | 0.1235 | [0.1, 0.2] | yes |",
+      "| **a**: x rises | Fig 1 | 0.12 | [0.10, 0.20] | yes |",      # width 0.1: 2 decimals
       "| **b**: y \\| z | Fig 2 | t (early=0.5, end=2), n=3 | n/a | **no** |"])
 
 
@@ -188,3 +188,11 @@ def test_report_cli(tmp_path, capsys):
   with open(tmp_path / "numbers.json") as f:
     assert json.load(f)["preset"] == "quick"
   assert (tmp_path / "report.md").read_text().startswith("# hh-jax reproduction report (quick)")
+
+
+def test_estimates_are_rounded_to_the_precision_of_their_interval():
+  # width 0.001852 -> second significant digit at 1e-4 -> 4 decimals
+  assert report.format_estimate(0.003709, [0.002815, 0.004667]) == ("0.0037", "[0.0028, 0.0047]")
+  # width 5.3 -> 1 decimal... its second significant digit is the first decimal
+  assert report.format_estimate(87.89, [61.55, 66.85]) == ("87.9", "[61.5, 66.8]")
+  assert report.format_estimate(0.5, None) == ("0.5", "n/a")           # no interval: as before
