@@ -58,9 +58,9 @@ def test_ids_equal_transformers_ids_shifted_by_the_special_ids(transcripts, chec
   path, _ = checkpoint_dir
   ours = T.load_tokenizer(path)
   theirs = transformers.AutoTokenizer.from_pretrained(path)
-  for text in transcripts:
-    expected = np.asarray(theirs(text, add_special_tokens=False)["input_ids"]) + NUM_SPECIAL
-    np.testing.assert_array_equal(ours.encode_array(text), expected)
+  expected = theirs(transcripts, add_special_tokens=False)["input_ids"]      # one batched call
+  for text, ids in zip(transcripts, expected):
+    np.testing.assert_array_equal(ours.encode_array(text), np.asarray(ids) + NUM_SPECIAL)
 
 
 def test_checkpoint_eos_is_hh_eos_and_decode_skips_specials(checkpoint_dir):
@@ -79,10 +79,10 @@ def test_exported_tokenizer_gives_hh_ids_in_transformers_and_back(transcripts, c
   again = T.load_tokenizer(str(tmp_path))
   assert again.hh_layout and again.vocab_size == ours.vocab_size
   assert theirs.convert_tokens_to_ids(["<|hh_pad|>", "<|endoftext|>", "<|hh_eoc|>"]) == [0, 1, 2]
-  for text in transcripts[:300] + ["a<|endoftext|>"]:
+  texts = transcripts[:300] + ["a<|endoftext|>"]
+  for text, expected in zip(texts, theirs(texts, add_special_tokens=False)["input_ids"]):
     ids = ours.encode(text)
-    assert theirs(text, add_special_tokens=False)["input_ids"] == ids
-    assert again.encode(text) == ids and again.decode(ids) == ours.decode(ids)
+    assert expected == ids and again.encode(text) == ids and again.decode(ids) == ours.decode(ids)
 
 
 def test_trained_bpe_without_eos_adds_all_three_specials(transcripts, tmp_path):
