@@ -13,6 +13,13 @@ import orbax.checkpoint as ocp
 
 from hh_jax import paths
 
+# Replica-parallel saving (each replica of a replicated array writes a slice of it) only for
+# slices of at least 1 MiB: for smaller arrays the on-device slicing costs more than it saves.
+REPLICA_PARALLEL_MIN_SLICE_BYTES = 1 << 20
+ocp.type_handlers.register_type_handler(
+    jax.Array, ocp.type_handlers.ArrayHandler(
+        min_slice_bytes_for_replica_parallel=REPLICA_PARALLEL_MIN_SLICE_BYTES), override=True)
+
 
 class Checkpointer:
   """Saves/restores {state pytree, JSON meta} under `<run_dir>/checkpoints/<step>`."""

@@ -4,8 +4,9 @@ Every process runs the same program over the global mesh (all devices of all pro
 
     hh-jax train FILE --run R --coordinator HOST:PORT --num_processes N --process_id I
 
-Under SLURM (more than one task) or on a multi-host TPU slice the flags may be left out:
-`jax.distributed.initialize()` finds the coordinator, the count and the id itself. Each
+Under SLURM (more than one task) or on a multi-host TPU slice (TPU_WORKER_HOSTNAMES) the flags
+may be left out, and `--auto_distributed` forces the same: `jax.distributed.initialize()` finds
+the coordinator, the count and the id itself. Each
 process feeds only its own rows of the global batch (`hh_jax.sharding.shard_batch`), orbax
 checkpoints are saved and restored by all processes together, and only process 0 writes the
 run files (config, metrics, summaries, events).
@@ -28,6 +29,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                      help="process 0's address; with --num_processes and --process_id")
   group.add_argument("--num_processes", type=int, default=None)
   group.add_argument("--process_id", type=int, default=None)
+  group.add_argument("--auto_distributed", action="store_true",
+                     help="call jax.distributed.initialize() with no arguments: it finds the "
+                          "processes itself (TPU pod slices, SLURM, Open MPI)")
 
 
 def flags_of(args) -> list[str]:
@@ -36,7 +40,7 @@ def flags_of(args) -> list[str]:
   for name in ("coordinator", "num_processes", "process_id"):
     value = getattr(args, name, None)
     out += [f"--{name}", str(value)] if value is not None else []
-  return out
+  return out + (["--auto_distributed"] if getattr(args, "auto_distributed", False) else [])
 
 
 def cluster_detected(environ=None) -> bool:
@@ -49,13 +53,12 @@ def cluster_detected(environ=None) -> bool:
 
 
 def initialize(coordinator: str | None = None, num_processes: int | None = None,
-               process_id: int | None = None) -> bool:
-  """Join a multi-process run when the flags say so or a cluster is detected; True if joined.
-
-  Must run before anything touches a device. A single process (no flags, no cluster) is left
-  alone.
+               process_id: int | None = None, auto: bool = False) -> bool:
+  """Join a multi-process run when the flags say so (or `auto`) or a cluster is detected;
+  True if joined. Must run before anything touches a device. A single process (no flags, no
+  cluster) is left alone.
   """
-  if coordinator is None and num_processes is None and not cluster_detected():
+  if coordinator is None and num_processes is None and not auto and not cluster_detected():
     return False
   if jax.distributed.is_initialized():
     return True
@@ -65,7 +68,7 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
 
 
 def initialize_from_args(args) -> bool:
-  return initialize(args.coordinator, args.num_processes, args.process_id)
+  return initialize(args.coordinator, args.num_processes, args.process_id, args.auto_distributed)
 
 
 def is_primary() -> bool:

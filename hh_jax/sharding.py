@@ -6,8 +6,9 @@ Rules:
   is at least `min_fsdp_size` has its largest axis divisible by the fsdp degree split over
   `fsdp` (ZeRO-3 style), and XLA inserts the all-gathers;
 - scalars (step, hyperparameters): replicated.
-The default config (data=-1, fsdp=1) is data parallel over all local devices, and the
-same jitted step runs on 1 CPU, 8 fake CPU devices, a GPU host or a TPU pod slice.
+The default config (data=-1, fsdp=1) is data parallel over every device (of every process in
+a multi-process run), and the same jitted step runs on 1 CPU, 8 fake CPU devices, a GPU host
+or a TPU pod slice.
 """
 
 from __future__ import annotations
@@ -63,17 +64,32 @@ def state_shardings(mesh: Mesh, state, min_fsdp_size: int = 2**14):
       lambda x: NamedSharding(mesh, _param_spec(tuple(x.shape), fsdp, min_fsdp_size)), state)
 
 
+def process_rows(sharding: NamedSharding, shape: tuple[int, ...]) -> slice:
+  """The rows of a global batch of `shape` that this process's devices hold under `sharding`
+  (all of them with one process)."""
+  index = sharding.addressable_devices_indices_map(shape).values()
+  starts = [rows[0].start or 0 for rows in index]
+  stops = [shape[0] if rows[0].stop is None else rows[0].stop for rows in index]
+  return slice(min(starts), max(stops))
+
+
 def shard_batch(mesh: Mesh, batch):
-  """Put a host batch (pytree of numpy arrays, leading axis B) onto the mesh."""
+  """Put a global host batch (pytree of numpy arrays, leading axis B) onto the mesh.
+
+  Each process puts only its own rows (`process_rows`) on its own devices
+  (`jax.make_array_from_process_local_data`), so with N processes every host feeds B / N rows
+  of the same global batch; scalars are replicated.
+  """
   n = mesh.shape["data"] * mesh.shape["fsdp"]
   sharding = batch_sharding(mesh)
 
   def put(x):
     x = np.asarray(x)
     if x.ndim == 0:
-      return jax.device_put(x, replicated(mesh))
+      return jax.make_array_from_process_local_data(replicated(mesh), x, x.shape)
     if x.shape[0] % n:
       raise ValueError(f"batch size {x.shape[0]} is not divisible by the {n} devices of the mesh")
-    return jax.device_put(x, sharding)
+    return jax.make_array_from_process_local_data(sharding, x[process_rows(sharding, x.shape)],
+                                                  x.shape)
 
   return jax.tree.map(put, batch)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import sys
 
 import numpy as np
 
@@ -63,12 +64,25 @@ def markdown_table(columns: list[str], rows: list[list]) -> str:
   return "\n".join(lines + ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows])
 
 
+def summary_writer_class():
+  """tensorboardX.SummaryWriter, imported only when tracking with TensorBoard, and without the
+  PyTorch import tensorboardX makes whenever torch is installed (seconds, and unused here)."""
+  if "tensorboardX" in sys.modules or "torch" in sys.modules:
+    from tensorboardX import SummaryWriter
+    return SummaryWriter
+  sys.modules["torch"] = None                 # `import torch` raises ImportError meanwhile
+  try:
+    from tensorboardX import SummaryWriter
+  finally:
+    del sys.modules["torch"]
+  return SummaryWriter
+
+
 class TensorBoard(Tracker):
   """Event files under <run_dir>/tensorboard/, one per checkpoint interval (module docstring)."""
 
   def __init__(self, run_dir, start_step: int):
-    from tensorboardX import SummaryWriter        # only when tracking with TensorBoard
-    self._summary_writer = SummaryWriter
+    self._summary_writer = summary_writer_class()
     self.logdir = paths.join(run_dir, EVENTS_DIR)
     if self.logdir.exists():
       for path in self.logdir.glob("events.out.tfevents.*"):

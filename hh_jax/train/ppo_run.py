@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from hh_jax import models
+from hh_jax import distributed
 from hh_jax import sharding as shd
 from hh_jax.data import pipeline
 from hh_jax.data.batching import LMIterator
@@ -194,7 +195,7 @@ def build_task(cfg: PPOConfig, run_dir: str, inputs: PPOInputs | None = None) ->
 
   def finish(state):
     return lifecycle.Outputs(summary=summarize(run_dir),
-                             model=(policy.cfg, jax.device_get(state["params"]["policy"])))
+                             model=(policy.cfg, distributed.fetch(state["params"]["policy"])))
 
   return lifecycle.Task(
       state=state, step=lambda s, prompts, k: iterate(s, frozen, prompts, k),

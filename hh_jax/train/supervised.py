@@ -9,6 +9,7 @@ from typing import Any, Callable
 import jax
 
 from hh_jax import models
+from hh_jax import distributed
 from hh_jax import sharding as shd
 from hh_jax.config import RunConfig
 from hh_jax.train import lifecycle
@@ -78,7 +79,7 @@ def supervised_task(cfg: RunConfig, vocab_size: int, batches, num_examples: int,
   step = make_step(graphdef, optimizer, shardings=(state_sh, shd.batch_sharding(mesh)))
 
   def finish_state(state):
-    params = jax.device_get(state["params"])
+    params = distributed.fetch(state["params"])   # gathered from every process
     out = finish(graphdef, params, model_cfg)
     out.model = (model_cfg, params)
     out.summary.update({
