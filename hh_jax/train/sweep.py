@@ -30,6 +30,7 @@ import time
 from experiments.presets import PRESETS
 from hh_jax.config import ConfigError, override, parse_overrides
 from hh_jax import distributed, paths, tracking
+from hh_jax import launch as launch_lib
 from hh_jax.metrics import NonFiniteLossError, append_jsonl
 from hh_jax.train import experiment as ex
 from hh_jax.train import lifecycle, tasks
@@ -65,8 +66,9 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
 
 
 def run_flags(args) -> list[str]:
-  """The flags of `add_run_args` again, for the `hh-jax train` command of each run."""
-  track = [] if args.track == DEFAULT_TRACK else ["--track", args.track]
+  """The flags of `add_run_args` again (those given), for the `hh-jax train` command of each run."""
+  track = getattr(args, "track", DEFAULT_TRACK)
+  track = [] if track == DEFAULT_TRACK else ["--track", track]
   return track + distributed.flags_of(args)
 
 
@@ -148,6 +150,7 @@ def main(argv: list[str]) -> int:
   parser.add_argument("--print", action="store_true", help="print one command per run and exit")
   parser.add_argument("--json", action="store_true", help="with --print: the resolved configs")
   parser.add_argument("--only", default=None, help="regex on run names")
+  add_launcher_args(parser)
   args = parser.parse_args(argv)
   try:
     runs = planned(args)
@@ -159,9 +162,43 @@ def main(argv: list[str]) -> int:
       print(json.dumps({"name": run.name, "dir": run.dir, "config": dataclasses.asdict(run.config)})
             if args.json else shlex.join(train_command(args, run)))
     return 0
+  if args.launcher != "local":
+    return launch(args, runs)
+  if distributed.flags_of(args) and args.workers != 1:
+    parser.error("a multi-process sweep runs its runs one at a time (--workers 1)")
   result = run_sweep(args, runs)
   print(f"sweep done: {result['ran']} ran, {result['failed']} failed")
   return 1 if result["failed"] else 0
+
+
+def add_launcher_args(parser: argparse.ArgumentParser) -> None:
+  """--launcher and its options (`hh_jax.launch`)."""
+  group = parser.add_argument_group("launchers (hh_jax.launch)")
+  group.add_argument("--launcher", default="local", choices=launch_lib.LAUNCHERS,
+                     help="local subprocesses (default), a SLURM job array through submitit, or "
+                          "print a SkyPilot task file (TPU pods, clouds)")
+  group.add_argument("--nodes", type=int, default=1, help="slurm/skypilot: nodes per run")
+  group.add_argument("--slurm", action="append", default=[], metavar="KEY=VALUE",
+                     help="a submitit AutoExecutor parameter, e.g. slurm_partition=gpu, "
+                          "gpus_per_node=8, timeout_min=240, slurm_array_parallelism=16")
+  group.add_argument("--accelerators", default="tpu-v5e-16", help="skypilot: e.g. tpu-v5e-16, H100:8")
+
+
+def launch(args, runs: list[ex.PlannedRun]) -> int:
+  """A cluster launcher: submit the unfinished runs to SLURM, or print a SkyPilot task (whose
+  sweep skips the finished runs itself)."""
+  if args.launcher == "slurm":
+    try:
+      launch_lib.launch_slurm(args, [r for r in runs if not lifecycle.is_finished(r.dir)])
+    except RuntimeError as e:                   # e.g. no sbatch/srun here
+      print(f"hh-jax sweep: {e}", file=sys.stderr)
+      return 2
+    return 0
+  command = ["hh-jax", "sweep", *plan_args(args), *run_flags(args)]
+  command += ["--only", args.only] if args.only else []
+  print(launch_lib.skypilot_task(f"hh-jax-{ex.experiment_name(args.experiment)}", command,
+                                 args.accelerators, args.nodes), end="")
+  return 0
 
 
 def train_main(argv: list[str]) -> int:
