@@ -18,8 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hh_jax import models
-from hh_jax import distributed
+from hh_jax import distributed, models, paths
 from hh_jax import sharding as shd
 from hh_jax.data import pipeline
 from hh_jax.data.batching import LMIterator
@@ -76,7 +75,7 @@ def check_compatible(cfg, named: dict[str, lifecycle.Model]) -> None:
 def describe_models(cfg: PPOConfig, policy, pm, tests) -> dict:
   """pms.json: which runs this PPO run used, with their non-embedding sizes."""
   def describe(path: str, model: lifecycle.Model) -> dict:
-    return {"name": run_name(path), "run": os.path.abspath(path),
+    return {"name": run_name(path), "run": paths.absolute(path),
             "params": models.count_params(model.cfg),
             "model_size": lifecycle.read_config_field(path, "model_size")}
   return {"policy": describe(cfg.policy_init, policy), "train": describe(cfg.reward_pm, pm),
