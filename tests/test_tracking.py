@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -71,6 +72,13 @@ def test_no_tracking_writes_no_events(tmp_path):
   assert not os.path.exists(os.path.join(run_dir, tracking.EVENTS_DIR))
   with pytest.raises(ValueError, match="unknown tracker"):
     tracking.open_tracker("tensorbord", run_dir, {}, 0)
+
+
+def test_wandb_is_imported_only_when_asked_for_and_names_its_extra(tmp_path, monkeypatch):
+  monkeypatch.setitem(sys.modules, "wandb", None)            # as if the extra were not installed
+  assert type(tracking.open_tracker("none", str(tmp_path), {}, 0)) is tracking.Tracker
+  with pytest.raises(ImportError, match=r"\.\[wandb\]"):
+    tracking.open_tracker("wandb", str(tmp_path), {}, 0)
 
 
 def test_a_sample_table_of_replies_and_scores_reaches_tensorboard_as_text(tmp_path):

@@ -5,6 +5,9 @@
     hh-jax sweep experiments/pm_scaling.py --root runs --print --json   # resolved configs
     hh-jax train experiments/pm_scaling.py --root runs --run 25k-n4000-s0
     hh-jax train experiments/pm_scaling.py --workdir runs/x --set model_size=400k  # ad hoc
+    hh-jax train ... --coordinator H:P --num_processes N --process_id I  # one of N processes
+    hh-jax sweep ... --launcher slurm|skypilot      # cluster launchers (hh_jax.launch)
+    hh-jax sweep|train|reproduce ... --track tensorboard|wandb|none   (hh_jax.tracking)
 
 Runs are planned by `hh_jax.train.experiment.plan`, the same function `hh-jax reproduce`
 uses, so a sweep under `--preset P` trains exactly the runs of the reproduction's stage.
@@ -23,6 +26,7 @@ import json
 import os
 import re
 import shlex
+import socket
 import subprocess
 import sys
 import time
@@ -110,9 +114,17 @@ def _run_one(args, run: ex.PlannedRun) -> dict:
   cmd = [sys.executable, "-m", "hh_jax.cli", *train_command(args, run)[1:], "--no-progress"]
   start = time.time()
   proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-  log = paths.join(run.dir, "train.log")
+  log = paths.join(run.dir, log_name(args))
   paths.atomic_write(log, (log.read_text() if log.exists() else "") + proc.stdout)
   return {"run": run.dir, "returncode": proc.returncode, "seconds": time.time() - start}
+
+
+def log_name(args) -> str:
+  """train.log; in a multi-process sweep one log per process (each host's sweep writes its own)."""
+  if not distributed.flags_of(args):
+    return "train.log"
+  pid = getattr(args, "process_id", None)
+  return f"train.{socket.gethostname() if pid is None else pid}.log"
 
 
 def _tail(path, n: int = 20) -> str:
@@ -133,7 +145,7 @@ def run_sweep(args, runs: list[ex.PlannedRun], progress: bool = True) -> dict:
       result, run = fut.result(), futures[fut]
       done += 1
       if result["returncode"] != 0:
-        failure = {**result, "name": run.name, "log_tail": _tail(paths.join(run.dir, "train.log"))}
+        failure = {**result, "name": run.name, "log_tail": _tail(paths.join(run.dir, log_name(args)))}
         failures.append(failure)
         append_jsonl(paths.join(os.path.dirname(run.dir), "failures.jsonl"), failure)
       if progress:
