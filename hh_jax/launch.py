@@ -62,7 +62,7 @@ def submit_runs(executor: submitit.Executor, runs, track: str = "tensorboard", i
 
 
 def parse_parameters(items: list[str]) -> dict:
-  """["gpus_per_node=8", "slurm_partition=gpu"] -> {"gpus_per_node": 8, "slurm_partition": "gpu"}."""
+  """["gpus_per_node=8", "slurm_partition=gpu"] -> {"gpus_per_node": 8, ...} (literals parsed)."""
   out = {}
   for item in items:
     key, sep, value = item.partition("=")
@@ -78,7 +78,8 @@ def parse_parameters(items: list[str]) -> dict:
 def launch_slurm(args, runs) -> list[submitit.Job]:
   """`hh-jax sweep --launcher slurm`: the runs as one job array; prints the job ids."""
   folder = paths.join(args.root, runs[0].experiment, "submitit") if runs else None
-  executor = slurm_executor(f"{folder}/%j", args.nodes, parse_parameters(args.slurm), cluster="slurm")
+  executor = slurm_executor(f"{folder}/%j", args.nodes, parse_parameters(args.slurm),
+                            cluster="slurm")
   jobs = submit_runs(executor, [(r.config, r.dir) for r in runs], args.track)
   for run, job in zip(runs, jobs):
     print(f"{run.name}: job {job.job_id}", flush=True)

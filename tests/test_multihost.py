@@ -131,7 +131,8 @@ def test_two_processes_train_like_one_process_with_8_devices_and_resume_after_a_
   one, two = lifecycle.load_model(str(tmp_path / "one")), lifecycle.load_model(run_dir)
   for a, b in zip(*(jax_leaves(m.params) for m in (one, two))):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)   # all-reduce order; Adam on ~0 grads
-  ref_records, records = (read_jsonl(os.path.join(d, "metrics.jsonl")) for d in (tmp_path / "one", run_dir))
+  ref_records, records = (read_jsonl(os.path.join(d, "metrics.jsonl"))
+                          for d in (tmp_path / "one", run_dir))
   assert [r["step"] for r in records] == [r["step"] for r in ref_records] == [2, 4, 6, 8, 10]
   np.testing.assert_allclose([r["pm/loss"] for r in records], [r["pm/loss"] for r in ref_records],
                              rtol=1e-5)

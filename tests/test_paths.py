@@ -44,13 +44,15 @@ def fake_bucket(tmp_path, monkeypatch):
   """gs://... served from <tmp_path>/gs:/... (epath's mock and tensorstore's file driver)."""
   monkeypatch.chdir(tmp_path)
   local = lambda uri: os.path.join(str(tmp_path), "gs:", uri.removeprefix("gs://"))  # noqa: E731
+  file_store = lambda uri: {"driver": "file", "path": local(uri)}  # noqa: E731
   with epath_testing.mock_epath(), \
-      mock.patch.object(gcs_utils, "get_kvstore_for_gcs", lambda p: {"driver": "file", "path": local(p)}), \
+      mock.patch.object(gcs_utils, "get_kvstore_for_gcs", file_store), \
       mock.patch.object(gcs_utils, "is_hierarchical_namespace_enabled", lambda p: False):
     yield local
 
 
-def test_a_run_killed_and_resumed_on_a_bucket_writes_the_files_of_a_local_run(tmp_path, fake_bucket):
+def test_a_run_killed_and_resumed_on_a_bucket_writes_the_files_of_a_local_run(tmp_path,
+                                                                              fake_bucket):
   local_dir = str(tmp_path / "local")
   tasks.run_config(CFG, local_dir, inputs=DATA, progress=False)
   uri = "gs://bucket/runs/pm"

@@ -145,7 +145,8 @@ def run_sweep(args, runs: list[ex.PlannedRun], progress: bool = True) -> dict:
       result, run = fut.result(), futures[fut]
       done += 1
       if result["returncode"] != 0:
-        failure = {**result, "name": run.name, "log_tail": _tail(paths.join(run.dir, log_name(args)))}
+        log_tail = _tail(paths.join(run.dir, log_name(args)))
+        failure = {**result, "name": run.name, "log_tail": log_tail}
         failures.append(failure)
         append_jsonl(paths.join(os.path.dirname(run.dir), "failures.jsonl"), failure)
       if progress:
@@ -193,7 +194,8 @@ def add_launcher_args(parser: argparse.ArgumentParser) -> None:
   group.add_argument("--slurm", action="append", default=[], metavar="KEY=VALUE",
                      help="a submitit AutoExecutor parameter, e.g. slurm_partition=gpu, "
                           "gpus_per_node=8, timeout_min=240, slurm_array_parallelism=16")
-  group.add_argument("--accelerators", default="tpu-v5e-16", help="skypilot: e.g. tpu-v5e-16, H100:8")
+  group.add_argument("--accelerators", default="tpu-v5e-16",
+                     help="skypilot: e.g. tpu-v5e-16, H100:8")
 
 
 def launch(args, runs: list[ex.PlannedRun]) -> int:
