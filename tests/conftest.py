@@ -1,14 +1,26 @@
-"""Shared fixtures: tiny models and a toy comparison set with a known rule."""
+"""Shared fixtures: tiny models and a toy comparison set with a known rule.
+
+Every test process (and every subprocess it starts) shares JAX's persistent compilation
+cache, so the many tiny runs that compile the same steps compile each once: the cache maps an
+HLO module and its compile options to the same executable, so no result changes.
+"""
 
 from __future__ import annotations
 
 import os
+import tempfile
 
-import numpy as np
-import pytest
+# Before JAX compiles anything; subprocesses inherit the environment.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                      os.path.join(tempfile.gettempdir(), "hh-jax-tests-compilation-cache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
-from hh_jax.data.batching import PairArrays
-from hh_jax.data.tokenizers import EOC_ID, PAD_ID
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from hh_jax.data.batching import PairArrays  # noqa: E402
+from hh_jax.special_tokens import EOC_ID, PAD_ID  # noqa: E402
 
 
 # The real HH-RLHF sample (1,800 pairs of harmless-base/test and the release's CHECKSUMS) lies

@@ -14,7 +14,8 @@ import pytest
 
 from hh_jax.data import batching
 from hh_jax.data.hh_rlhf import split_pair
-from hh_jax.data.tokenizers import EOC_ID, EOS_ID, PAD_ID, ByteTokenizer
+from hh_jax.data.tokenizers import ByteTokenizer
+from hh_jax.special_tokens import EOC_ID, EOS_ID, PAD_ID
 
 from tests.conftest import HH_RLHF_SAMPLE as SAMPLE  # noqa: E402
 TOK = ByteTokenizer()

@@ -23,7 +23,8 @@ from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-from hh_jax.data.tokenizers import EOC_ID, EOS_ID, PAD_ID, Tokenizer
+from hh_jax.data.tokenizers import Tokenizer
+from hh_jax.special_tokens import EOC_ID, EOS_ID, PAD_ID
 
 HUMAN = "\n\nHuman:"
 # Stable source ids for the real data; other names (e.g. hh_synth's) follow, sorted.
