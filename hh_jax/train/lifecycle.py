@@ -170,18 +170,6 @@ def save_model(run_dir: str, model_cfg: models.ModelConfig, params) -> None:
     ckptr.save(paths.join(run_dir, PARAMS), params, force=True)
 
 
-def abstract_model(model_cfg: models.ModelConfig):
-  """(graphdef, params as ShapeDtypeStructs) of a config, without materialising weights."""
-  out = {}
-
-  def build():
-    out["graphdef"], params = models.init(model_cfg, jax.random.key(0))
-    return params
-
-  abstract = jax.eval_shape(build)
-  return out["graphdef"], abstract
-
-
 def load_model(run_dir: str) -> Model:
   """The final model of a finished run directory, or of a local Hugging Face checkpoint
   directory (in hh-jax's vocabulary, float32: `models.from_pretrained(special_tokens=True)`)."""
@@ -192,7 +180,7 @@ def load_model(run_dir: str) -> Model:
   if not path.exists():
     raise RunError(f"{path} not found: {run_dir} is not a finished run with a model")
   model_cfg = models.ModelConfig(**read_json(run_dir, MODEL))
-  graphdef, abstract = abstract_model(model_cfg)
+  graphdef, abstract = models.abstract_init(model_cfg)
   with ocp.StandardCheckpointer() as ckptr:
     params = ckptr.restore(paths.join(run_dir, PARAMS), abstract)
   return Model(graphdef, params, model_cfg)
