@@ -8,6 +8,8 @@ import os
 import pathlib
 import time
 
+import psutil
+
 from hh_jax import launch
 from hh_jax.checkpoint import Checkpointer
 from hh_jax.config import DataConfig, OptimConfig, RunConfig
@@ -44,6 +46,21 @@ class HaltAfterCheckpoint(launch.RunJob):
     return super().__call__(cfg, run_dir, track, inputs)
 
 
+def cancel(job, timeout_s: float = 60) -> None:
+  """Cancel a local submitit job (SIGINT, as scancel's first signal); if its processes are still
+  alive after timeout_s, kill them (SIGKILL, scancel's last), so no process outlives the test."""
+  job.cancel()
+  deadline = time.time() + timeout_s
+  while not job.done() and time.time() < deadline:
+    time.sleep(0.2)
+  process = getattr(job, "_process", None)
+  if process is not None and process.poll() is None:
+    for p in psutil.Process(process.pid).children(recursive=True) + [psutil.Process(process.pid)]:
+      p.kill()
+    process.wait(timeout=30)
+  assert process is None or process.poll() is not None
+
+
 def wait_for(path: pathlib.Path, timeout_s: float = 240) -> None:
   deadline = time.time() + timeout_s
   while not path.exists():
@@ -61,13 +78,10 @@ def test_a_two_run_sweep_finishes_and_a_cancelled_job_resubmitted_ends_like_an_u
   jobs = launch.submit_runs(executor, [(CFG, full), (CFG, cut)], track="none", inputs=DATA,
                             job=HaltAfterCheckpoint(cut, str(marker)))
   wait_for(marker)
-  jobs[1].cancel()
+  cancel(jobs[1])
   summary = jobs[0].result()
   assert summary["train/steps"] == 20 and lifecycle.is_finished(full)
-  deadline = time.time() + 60
-  while not jobs[1].done() and time.time() < deadline:
-    time.sleep(0.2)
-  assert jobs[1].done() and not lifecycle.is_finished(cut)
+  assert not lifecycle.is_finished(cut)
   ckpt = Checkpointer(cut)
   assert ckpt.latest_step() == HALT_STEP
   ckpt.close()
