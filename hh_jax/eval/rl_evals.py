@@ -20,7 +20,7 @@ import numpy as np
 
 from hh_jax.data.world.labeler import preference_prob  # the gold labeler's own rule
 from hh_jax.eval import best_of_n, elo
-from hh_jax.train.rollout import generate, make_pm_score_fn
+from hh_jax.train.rollout import make_pm_score_fn, make_sampler
 
 
 def best_of_n_eval(policy, train_pm, test_pms: dict, prompts: np.ndarray, *, n_max: int = 64,
@@ -33,8 +33,7 @@ def best_of_n_eval(policy, train_pm, test_pms: dict, prompts: np.ndarray, *, n_m
   """
   p = len(prompts)
   rep = np.repeat(prompts, n_max, axis=0)                                # (P*N, T)
-  gen = jax.jit(lambda params, x, k: generate(policy.graphdef, params, x, k,
-                                              max_new_tokens=max_new_tokens, temperature=temperature))
+  gen = make_sampler(policy.graphdef, max_new_tokens=max_new_tokens, temperature=temperature)
   train_fn = make_pm_score_fn(train_pm.graphdef)
   test_fns = {name: make_pm_score_fn(m.graphdef) for name, m in test_pms.items()}
   scores = {"score_train": [], **{f"score_test/{n}": [] for n in test_pms}}

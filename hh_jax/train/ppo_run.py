@@ -27,7 +27,7 @@ from hh_jax.train import lifecycle
 from hh_jax.train.optim import init_train_state, make_optimizer
 from hh_jax.train.ppo import (PPOConfig, hparams_from_config, make_iteration, reward_normalization,
                               value_params)
-from hh_jax.train.rollout import generate, make_pm_score_fn
+from hh_jax.train.rollout import make_pm_score_fn, make_sampler
 
 
 @dataclasses.dataclass
@@ -120,9 +120,8 @@ def snapshot_fn(cfg: PPOConfig, policy, pm, tests, test_names, inputs: PPOInputs
   """(step, state) -> the current policy's replies to the eval prompts, with every score."""
   if not cfg.snapshot_every or inputs.eval_prompt_tokens is None:
     return None
-  sample = jax.jit(lambda params, x, k: generate(policy.graphdef, params, x, k,
-                                                 max_new_tokens=cfg.max_new_tokens,
-                                                 temperature=cfg.temperature))
+  sample = make_sampler(policy.graphdef, max_new_tokens=cfg.max_new_tokens,
+                        temperature=cfg.temperature)
   scorers = [("score_train", make_pm_score_fn(pm.graphdef), pm.params)]
   scorers += [(f"score_test__{n}", make_pm_score_fn(t.graphdef), t.params)
               for n, t in zip(test_names, tests)]
@@ -161,9 +160,9 @@ def initial_reward_normalization(cfg: PPOConfig, policy, pm, inputs: PPOInputs) 
   rows = rng.choice(len(inputs.prompt_tokens), cfg.reward_norm_samples,
                     replace=cfg.reward_norm_samples > len(inputs.prompt_tokens))
   prompts = jnp.asarray(inputs.prompt_tokens[rows])
-  out = jax.jit(lambda p, x, k: generate(policy.graphdef, p, x, k, max_new_tokens=cfg.max_new_tokens,
-                                         temperature=cfg.temperature))(
-      policy.params, prompts, jax.random.fold_in(jax.random.key(cfg.seed), 271828))
+  sample = make_sampler(policy.graphdef, max_new_tokens=cfg.max_new_tokens,
+                        temperature=cfg.temperature)
+  out = sample(policy.params, prompts, jax.random.fold_in(jax.random.key(cfg.seed), 271828))
   scores = make_pm_score_fn(pm.graphdef)(pm.params, prompts, out.response, out.mask)
   return reward_normalization(scores)
 

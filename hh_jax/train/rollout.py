@@ -139,3 +139,9 @@ def pm_score(pm_graphdef, pm_params, prompt_bp, response_bn, mask_bn):
 def make_pm_score_fn(pm_graphdef):
   """A jitted score(pm_params, prompts (B,P), response (B,N), mask (B,N)) -> r_PM (B,)."""
   return jax.jit(functools.partial(pm_score, pm_graphdef))
+
+
+def make_sampler(graphdef, *, max_new_tokens: int, temperature=1.0):
+  """A jitted sample(params, prompts (B, P), key) -> Rollout (`generate` with these settings)."""
+  return jax.jit(functools.partial(generate, graphdef, max_new_tokens=max_new_tokens,
+                                   temperature=temperature))
