@@ -41,16 +41,26 @@ def default_pad_mask(tokens_bt: jax.Array) -> jax.Array:
 
 
 def apply(graphdef, params, tokens_bt, *, pad_mask=None, score_index=None, dropout_key=None,
-          return_hidden: bool = False) -> ModelOutputs:
-  """Full forward pass. tokens (B, T) int32; score_index (B,) reads the PM score there.
+          return_hidden: bool = False, positions=None, segment_ids=None,
+          branch_ids=None) -> ModelOutputs:
+  """Full forward pass. tokens (B, T) int32; score_index (B,) reads the PM score there
+  (scores (B,)), or (B, K) reads K scores per row (scores (B, K)).
 
   pad_mask defaults to `tokens != PAD_ID`. Unused outputs (e.g. LM logits in a PM step)
   are removed by XLA's dead-code elimination under jit.
+
+  Packed rows (`hh_jax.data.packing`): positions (B, T) int32 explicit position ids;
+  segment_ids (B, T) int32 (0 = padding) and branch_ids (B, T) int32 (0 = shared prefix,
+  1 / 2 = first / second continuation) build the mask instead of pad_mask:
+  key j is visible to query i iff j <= i, seg_j == seg_i and branch_j in {0, branch_i}
+  (`transformer.packed_mask`).
   """
   if pad_mask is None:
-    pad_mask = default_pad_mask(tokens_bt)
+    pad_mask = default_pad_mask(tokens_bt) if segment_ids is None else segment_ids > 0
   return _merge(graphdef, params)(tokens_bt, pad_mask, score_index_b=score_index,
-                                  dropout_key=dropout_key, return_hidden=return_hidden)
+                                  dropout_key=dropout_key, return_hidden=return_hidden,
+                                  positions_bt=positions, segment_ids_bt=segment_ids,
+                                  branch_ids_bt=branch_ids)
 
 
 def prefill(graphdef, params, tokens_bt, cache: KVCache, *, pad_mask=None,

@@ -25,6 +25,21 @@ have unpadded, and right padding changes nothing before it. Attention is causal 
 key slots and never attends to padding keys (a query always sees itself, so rows of
 padding stay finite).
 
+Packed rows (several sequences per row, `hh_jax.data.packing`) pass explicit `positions`
+and per-token `segment_ids` (0 = padding) and `branch_ids` (0 = shared prefix, 1 and 2 =
+two continuations of it) instead; the mask is then built from the ids (`packed_mask`):
+
+    key j visible to query i  <=>  j <= i  and  seg[j] == seg[i]
+                                   and  (branch[j] == 0 or branch[j] == branch[i])
+
+so two replies packed after one shared context each see the context and themselves only.
+The attention stays the two einsums with this mask. On accelerators the same mask maps
+onto fused kernels: TPU splash attention (`jax.experimental.pallas.ops.tpu.splash_attention`)
+takes segment ids natively, and the branch rule as a custom block-sparse mask;
+`jax.nn.dot_product_attention` accepts an explicit boolean `mask` (XLA implementation) and,
+on its cuDNN path, causal masking plus `q_seqlen`/`kv_seqlen` lengths but no segment ids in
+the installed jax (see docs/performance.md); only the CPU einsum path is tested here.
+
 The same `__call__` serves the plain forward pass and KV-cached decoding: with a cache
 the new keys/values are written at slots [index, index + T) of a fixed-size buffer and
 queries attend over the whole buffer, so prefill (T = prompt length) and a decode step
@@ -212,6 +227,32 @@ def head_init(d_model: int):
   return nnx.initializers.normal(1.0 / (d_model + 1) ** 0.5)
 
 
+def packed_mask(segment_ids_bt, branch_ids_bt=None):
+  """(B, T, T) bool attention mask of packed rows (module docstring):
+
+      mask[b, i, j] = j <= i  &  seg[b, j] == seg[b, i]
+                      &  (branch[b, j] == 0  |  branch[b, j] == branch[b, i])
+
+  branch_ids None means every token is shared (plain packed documents). A query always
+  sees itself, so padding rows (segment 0) stay finite.
+  """
+  t = segment_ids_bt.shape[1]
+  causal_tt = jnp.arange(t)[None, :] <= jnp.arange(t)[:, None]                 # (T, T)
+  same_seg = segment_ids_bt[:, :, None] == segment_ids_bt[:, None, :]          # (B, T, T)
+  mask = causal_tt[None] & same_seg
+  if branch_ids_bt is not None:
+    bq, bk = branch_ids_bt[:, :, None], branch_ids_bt[:, None, :]
+    mask = mask & ((bk == 0) | (bk == bq))
+  return mask
+
+
+def _read_scores(score_head, out_btd, score_index):
+  """score_head(out) at score_index (B,) -> (B,), or at every column of (B, K) -> (B, K)."""
+  rows = jnp.arange(out_btd.shape[0])
+  rows = rows if score_index.ndim == 1 else rows[:, None]
+  return score_head(out_btd[rows, score_index])[..., 0].astype(jnp.float32)
+
+
 class ModelOutputs(NamedTuple):
   """logits (B,T,V) float32; values (B,T) float32; scores (B,) float32 or None;
   hidden: tuple of L+1 residual streams (B,T,D) (embeddings, then each block) or None."""
@@ -241,17 +282,9 @@ class Transformer(nnx.Module):
     self.score_head = nnx.Linear(d, 1, kernel_init=head_init(d), param_dtype=pdt, rngs=rngs)
     self.value_head = nnx.Linear(d, 1, kernel_init=head_init(d), param_dtype=pdt, rngs=rngs)
 
-  def __call__(self, tokens_bt, pad_mask_bt, *, score_index_b=None, cache: KVCache | None = None,
-               dropout_key=None, return_hidden: bool = False, cache_empty: bool = False):
-    """Forward pass; with `cache`, also returns the updated cache.
-
-    cache_empty=True promises that `cache` is fresh from `init_cache` (index 0, no valid
-    slot), as in a prefill: the keys/values are written at slot 0 and attention runs over
-    the T new tokens only instead of all S cache slots (same result; the prefill of
-    `rollout.generate` at 3M spends ~half as long in attention).
-    """
-    b, t = tokens_bt.shape
-    pad_mask_bt = pad_mask_bt.astype(bool)
+  def _positions_and_mask(self, pad_mask_bt, cache, cache_empty):
+    """(positions (B,T), mask (B,T,S), key_valid (B,S), write index) of a padded or cached call."""
+    t = pad_mask_bt.shape[1]
     if cache is None:
       positions = jnp.maximum(jnp.cumsum(pad_mask_bt, axis=1) - 1, 0)      # (B, T)
       key_valid_bs = pad_mask_bt                                            # (B, S=T)
@@ -263,14 +296,41 @@ class Transformer(nnx.Module):
       index = 0 if cache_empty else cache.index
       key_valid_bs = jax.lax.dynamic_update_slice(cache.valid, pad_mask_bt, (0, index))
       query_slot = index + jnp.arange(t)
-    positions = jnp.minimum(positions, self.cfg.max_len - 1)
     key_slot = jnp.arange(key_valid_bs.shape[1])
     causal_ts = key_slot[None, :] <= query_slot[:, None]                   # (T, S)
     is_self_ts = key_slot[None, :] == query_slot[:, None]
     mask_bts = causal_ts[None] & (key_valid_bs[:, None, :] | is_self_ts[None])  # (B, T, S)
-    attend_new_only = cache is not None and cache_empty
-    if attend_new_only:
+    if cache is not None and cache_empty:
       mask_bts = mask_bts[:, :, :t]                                         # (B, T, T)
+    return positions, mask_bts, key_valid_bs, index
+
+  def __call__(self, tokens_bt, pad_mask_bt, *, score_index_b=None, cache: KVCache | None = None,
+               dropout_key=None, return_hidden: bool = False, cache_empty: bool = False,
+               positions_bt=None, segment_ids_bt=None, branch_ids_bt=None):
+    """Forward pass; with `cache`, also returns the updated cache.
+
+    cache_empty=True promises that `cache` is fresh from `init_cache` (index 0, no valid
+    slot), as in a prefill: the keys/values are written at slot 0 and attention runs over
+    the T new tokens only instead of all S cache slots (same result; the prefill of
+    `rollout.generate` at 3M spends ~half as long in attention).
+    Packed rows: segment_ids_bt (and optionally branch_ids_bt, positions_bt) replace the
+    padding mask (`packed_mask`); positions default to `cumsum(mask) - 1` per row.
+    score_index_b (B,) or (B, K) gives scores (B,) or (B, K).
+    """
+    t = tokens_bt.shape[1]
+    pad_mask_bt = pad_mask_bt.astype(bool)
+    if segment_ids_bt is not None:
+      if cache is not None:
+        raise ValueError("packed rows (segment_ids) are not supported with a KV cache")
+      mask_bts, key_valid_bs, index = packed_mask(segment_ids_bt, branch_ids_bt), None, None
+      positions = (jnp.maximum(jnp.cumsum(pad_mask_bt, axis=1) - 1, 0)
+                   if positions_bt is None else positions_bt)
+    else:
+      positions, mask_bts, key_valid_bs, index = self._positions_and_mask(pad_mask_bt, cache,
+                                                                          cache_empty)
+      positions = positions if positions_bt is None else positions_bt
+    positions = jnp.minimum(positions, self.cfg.max_len - 1)
+    attend_new_only = cache is not None and cache_empty
 
     rope = None
     if self.cfg.positions == "learned":
@@ -295,10 +355,7 @@ class Transformer(nnx.Module):
     else:
       logits = self.unembed(out)
     values = self.value_head(out)[..., 0]                                  # (B, T)
-    scores = None
-    if score_index_b is not None:
-      out_at = out[jnp.arange(b), score_index_b]                           # (B, D)
-      scores = self.score_head(out_at)[..., 0].astype(jnp.float32)         # (B,)
+    scores = None if score_index_b is None else _read_scores(self.score_head, out, score_index_b)
     outputs = ModelOutputs(logits.astype(jnp.float32), values.astype(jnp.float32), scores,
                            None if hidden is None else tuple(hidden))
     if cache is None:
