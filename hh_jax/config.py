@@ -221,6 +221,9 @@ class DataConfig:
     num_eval_pairs: evaluation examples (None: all).
     split_half: 0 or 1 trains on one half of the training pool only (a fixed, seed-independent
       split), so "train" and "test" PMs see disjoint comparisons (paper section 4.2).
+    packing: PM and LM steps compute packed rows (`hh_jax.data.packing`: a pair's context
+      once, several pairs or documents per row, no padding but a row's tail) instead of
+      padded rows; same scores, losses and gradients, same B examples per step.
   """
 
   dataset: str = "hh_synth/mix"
@@ -235,6 +238,7 @@ class DataConfig:
   eval_split: str = "test"
   num_eval_pairs: int | None = config_field(2000, ge=1)
   split_half: int | None = config_field(None, choices=(0, 1))
+  packing: bool = config_field(True, choices=(True, False))
 
   def __post_init__(self):
     validate_fields(self, "data")
