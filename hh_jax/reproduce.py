@@ -10,7 +10,9 @@ and `report` (report.md, report.html, numbers.json). Each experiment stage train
 runs of `hh-jax sweep experiments/<stage>.py --root <out> --preset <preset>`; finished runs
 are skipped and a killed run resumes from its checkpoint.
 
-Everything lands in `results/<preset>/`.
+Everything lands in `results/<preset>/`; with `--world-seed N` (N > 0: another draw of the
+synthetic world, its datasets and every model, data and PPO seed) in `results/<preset>-wsN/`,
+so the runs of several worlds sit side by side.
 """
 
 from __future__ import annotations
@@ -33,6 +35,11 @@ from hh_jax.train import lifecycle, tasks
 from hh_jax.train.sweep import DEFAULT_TRACK, USER_ERRORS
 
 
+def default_out(preset_name: str, world_seed: int = 0) -> str:
+  """results/<preset> for world 0, results/<preset>-ws<N> for world N."""
+  return os.path.join("results", preset_name + (f"-ws{world_seed}" if world_seed else ""))
+
+
 def stages_of(preset: ex.Preset) -> tuple[str, ...]:
   return ("data", *preset.stages, "analysis", "report")
 
@@ -42,8 +49,9 @@ class Reproduction:
 
   def __init__(self, preset: ex.Preset, out_dir: str, progress: bool = True,
                data_dir: str | None = None, manual_dir: str | None = None,
-               track: str = "none"):
+               track: str = "none", world_seed: int = 0):
     self.preset = preset
+    self.world_seed = world_seed
     self.track = track
     self.root = os.path.abspath(out_dir)
     self.data_dir = os.path.abspath(data_dir) if data_dir else os.path.join(self.root, "tfds")
@@ -62,7 +70,8 @@ class Reproduction:
 
   def plan(self, stage: str) -> list[ex.PlannedRun]:
     """The runs of one experiment stage (what `hh-jax sweep --preset` prints for it)."""
-    return ex.plan(stage, self.root, self.preset, data_dir=self.data_dir)
+    return ex.plan(stage, self.root, self.preset, data_dir=self.data_dir,
+                   world_seed=self.world_seed)
 
   def main_ppo_run(self) -> str:
     return ppo_experiment.main_run_name(ex.axes_of(ppo_experiment, self.preset, None))
@@ -121,6 +130,9 @@ def main(argv: list[str]) -> int:
   parser.add_argument("--weights_dir", default=None,
                       help="with --preset hh-rlhf: the Hugging Face checkpoints (e.g. Pythia) "
                            "whose PMs and PPO policies to train, instead of models from scratch")
+  parser.add_argument("--world-seed", dest="world_seed", type=int, default=0,
+                      help="draw the synthetic world, every dataset and every seed from world N "
+                           "(default 0); results go to results/<preset>-wsN")
   parser.add_argument("--no-progress", action="store_true")
   parser.add_argument("--track", default=DEFAULT_TRACK, choices=tracking.TRACKERS,
                       help="live tracking of every run (hh_jax.tracking)")
@@ -135,6 +147,13 @@ def main(argv: list[str]) -> int:
     except (OSError, ValueError) as e:
       print(f"hh-jax reproduce: {e}", file=sys.stderr)
       return 2
+  if args.world_seed and not preset.has_gold:
+    print(f"hh-jax reproduce: --world-seed re-draws the synthetic world; the {preset.name} "
+          f"preset trains on real data", file=sys.stderr)
+    return 2
+  if args.world_seed < 0:
+    print(f"hh-jax reproduce: --world-seed must be >= 0, got {args.world_seed}", file=sys.stderr)
+    return 2
   every = stages_of(preset)
   if args.weights_dir and args.stages is None:     # its figures: hh-jax analyze pm OUT/pm_pretrained
     args.stages = ",".join(("data", *preset.stages))
@@ -144,10 +163,11 @@ def main(argv: list[str]) -> int:
     print(f"hh-jax reproduce: unknown stage(s) {unknown}; the {preset.name} stages are "
           f"{', '.join(every)}", file=sys.stderr)
     return 2
-  repro = Reproduction(preset, args.out or os.path.join("results", preset.name),
+  repro = Reproduction(preset, args.out or default_out(preset.name, args.world_seed),
                        progress=not args.no_progress, data_dir=args.data_dir,
-                       manual_dir=args.manual_dir, track=args.track)
-  repro.log(f"hh-jax reproduce --preset {preset.name} ({preset.expected_minutes}) -> {repro.root}")
+                       manual_dir=args.manual_dir, track=args.track, world_seed=args.world_seed)
+  repro.log(f"hh-jax reproduce --preset {preset.name} --world-seed {args.world_seed} "
+            f"({preset.expected_minutes}) -> {repro.root}")
   try:
     repro.run(stages)
   except USER_ERRORS as e:

@@ -1,20 +1,26 @@
 """TFDS dataset `hh_synth`: the synthetic HH world (hh_jax.data.world), served like `hh_rlhf`.
 
-Configs (train / test sizes; all seed 0):
+Configs (train / test sizes; all seed 0, world seed 0):
 
 | config     | examples                                             | train   | test  |
 |------------|------------------------------------------------------|---------|-------|
-| `lm`       | `text`: full transcripts for base-LM pretraining     | 100,000 | 2,000 |
+| `lm`       | `text`: full transcripts for base-LM pretraining     | 120,000 | 2,000 |
 | `helpful`  | comparisons labelled by gold helpfulness             | 32,000  | 2,000 |
 | `harmless` | red-team comparisons labelled by gold harmlessness   | 32,000  | 2,000 |
 | `mix`      | helpful + harmless, shuffled (half each)             | 64,000  | 4,000 |
 | `prompts`  | `context`, `subset`, `task`, `num_turns`: RL prompts | 20,000  | 1,000 |
 
-Any size / seed / test size / helpful fraction: a config named
-`KIND-SIZE-sSEED[-tTEST][-hPERCENT]`, for example `tfds.builder("hh_synth/helpful-8k-s1",
-data_dir=D)` (SIZE may end in k), `helpful-8000-s1-t500` (500 test examples),
-`mix-64k-s0-h30` (30% helpful comparisons); or equivalently
-`tfds.builder("hh_synth", config=make_config("mix", 64_000, 0, helpful_fraction=0.3))`.
+Every config has three splits: `train`, `validation` (as large as `test`) and `test`.
+Validation is what any choice made by looking at results may read; test is for the
+reported claims only.
+
+Any size / seed / test size / helpful fraction / world: a config named
+`KIND[-SIZE-sSEED[-tTEST][-hPERCENT]][-wWORLD]`, for example
+`tfds.builder("hh_synth/helpful-8k-s1", data_dir=D)` (SIZE may end in k),
+`helpful-8000-s1-t500` (500 test examples), `mix-64k-s0-h30` (30% helpful comparisons),
+`mix-w3` (the default `mix` drawn from world 3: other facts, other task instances); or
+equivalently `tfds.builder("hh_synth", config=make_config("mix", 64_000, 0,
+helpful_fraction=0.3))`.
 
 Comparison examples carry the `hh_rlhf` schema (context, chosen, rejected, num_turns,
 chosen_full, rejected_full, subset) plus gold fields: `gold_{helpful,harmless}_{chosen,
@@ -37,10 +43,11 @@ from etils import epath
 from hh_jax.data.world import corpus, labeler, tasks
 
 KINDS = ("lm", "helpful", "harmless", "mix", "prompts")
-DEFAULT_SIZES = {"lm": (100_000, 2_000), "helpful": (32_000, 2_000),
+DEFAULT_SIZES = {"lm": (120_000, 2_000), "helpful": (32_000, 2_000),
                  "harmless": (32_000, 2_000), "mix": (64_000, 4_000), "prompts": (20_000, 1_000)}
-_NAME_RE = re.compile(
-    r"^(lm|helpful|harmless|mix|prompts)-(\d+)(k?)-s(\d+)(?:-t(\d+))?(?:-h(\d+))?$")
+_NAME_RE = re.compile(r"^(lm|helpful|harmless|mix|prompts)"
+                      r"(?:-(\d+)(k?)-s(\d+)(?:-t(\d+))?(?:-h(\d+))?)?(?:-w(\d+))?$")
+SPLITS = ("train", "validation", "test")
 
 
 @dataclasses.dataclass
@@ -52,6 +59,7 @@ class HHSynthConfig(tfds.core.BuilderConfig):
     size, test_size: examples in the train and test splits.
     seed: data seed.
     helpful_fraction: fraction of helpful prompts (lm, prompts) or comparisons (mix).
+    world_seed: the world the data is drawn from (`world.tasks.world`).
   """
 
   kind: str = "helpful"
@@ -59,14 +67,16 @@ class HHSynthConfig(tfds.core.BuilderConfig):
   test_size: int = 2_000
   seed: int = 0
   helpful_fraction: float = 0.5
+  world_seed: int = 0
 
 
 _NAMED_CONFIGS: dict[str, HHSynthConfig] = {}  # one object per name, as TFDS requires
 
 
 def make_config(kind: str, size: int, seed: int = 0, test_size: int | None = None,
-                helpful_fraction: float = 0.5) -> HHSynthConfig:
-  """The config named KIND-SIZE-sSEED[-tTEST][-hPERCENT] (suffixes only when not default).
+                helpful_fraction: float = 0.5, world_seed: int = 0) -> HHSynthConfig:
+  """The config named KIND-SIZE-sSEED[-tTEST][-hPERCENT][-wWORLD] (suffixes only when not
+  default).
 
   test_size defaults to the kind's default; helpful_fraction must be a whole percent.
   """
@@ -82,23 +92,48 @@ def make_config(kind: str, size: int, seed: int = 0, test_size: int | None = Non
   name = f"{kind}-{size}-s{seed}"
   name += f"-t{test_size}" if test_size != DEFAULT_SIZES[kind][1] else ""
   name += f"-h{percent}" if percent != 50 else ""
+  if world_seed and name == f"{kind}-{DEFAULT_SIZES[kind][0]}-s0":
+    name = kind                          # a default config in another world: KIND-wWORLD
+  name += f"-w{world_seed}" if world_seed else ""
   if name not in _NAMED_CONFIGS:
     _NAMED_CONFIGS[name] = HHSynthConfig(
-        name=name, description=f"{kind}: {size} train / {test_size} test examples, seed {seed}.",
+        name=name, description=f"{kind}: {size} train / {test_size} test examples, seed {seed}, "
+                               f"world {world_seed}.",
         kind=kind, size=int(size), test_size=test_size, seed=int(seed),
-        helpful_fraction=percent / 100)
+        helpful_fraction=percent / 100, world_seed=int(world_seed))
   return _NAMED_CONFIGS[name]
 
 
 def config_from_name(name: str) -> HHSynthConfig | None:
-  """Parses KIND-SIZE[k]-sSEED[-tTEST][-hPERCENT] (None if the name is not of that form)."""
+  """Parses KIND[-SIZE[k]-sSEED[-tTEST][-hPERCENT]][-wWORLD] (None if the name is not of that
+  form); a bare KIND (with or without -wWORLD) has the kind's default sizes and seed 0."""
   m = _NAME_RE.match(name)
   if m is None:
     return None
-  kind, size, k, seed, test, percent = m.groups()
-  return make_config(kind, int(size) * (1000 if k else 1), int(seed),
+  kind, size, k, seed, test, percent, world = m.groups()
+  size = DEFAULT_SIZES[kind][0] if size is None else int(size) * (1000 if k else 1)
+  return make_config(kind, size, int(seed or 0),
                      test_size=None if test is None else int(test),
-                     helpful_fraction=0.5 if percent is None else int(percent) / 100)
+                     helpful_fraction=0.5 if percent is None else int(percent) / 100,
+                     world_seed=int(world or 0))
+
+
+def world_seed_of(dataset: str) -> int:
+  """The world seed of an `hh_synth/...` dataset name (0 for the default configs)."""
+  cfg = config_from_name(dataset.split("/", 1)[-1])
+  return cfg.world_seed if cfg is not None else 0
+
+
+def in_world(dataset: str, world_seed: int) -> str:
+  """The same hh_synth dataset drawn from another world: `hh_synth/mix` -> `hh_synth/mix-w3`.
+  Names of other datasets are returned unchanged."""
+  if not dataset.startswith("hh_synth/"):
+    return dataset
+  cfg = config_from_name(dataset.split("/", 1)[1])
+  if cfg is None:
+    raise ValueError(f"{dataset}: not an hh_synth config name (KIND[-SIZE-sSEED...][-wWORLD])")
+  base = re.sub(r"-w\d+$", "", dataset)
+  return f"{base}-w{world_seed}" if world_seed else base
 
 
 def _default_configs() -> list[HHSynthConfig]:
@@ -126,9 +161,11 @@ def _comparison_features() -> dict:
 class HhSynth(tfds.core.GeneratorBasedBuilder):
   """The synthetic HH world with a gold labeler (see the module docstring)."""
 
-  VERSION = tfds.core.Version("1.1.0")
+  VERSION = tfds.core.Version("2.0.0")
   RELEASE_NOTES = {"1.0.0": "Initial release.",
-                   "1.1.0": "World knowledge: the fact family (who likes which colour, Zipf popularity)."}
+                   "1.1.0": "World knowledge: the fact family (who likes which colour, Zipf popularity).",
+                   "2.0.0": "4096 people (FIRST LAST of PLACE), 4-digit sums, world seeds, a "
+                            "validation split."}
   BUILDER_CONFIGS = _default_configs()
   DEFAULT_BUILDER_CONFIG_NAME = "helpful"
 
@@ -169,22 +206,27 @@ class HhSynth(tfds.core.GeneratorBasedBuilder):
   def _split_generators(self, dl_manager):
     cfg = self.builder_config
     self.info.metadata.update(kind=cfg.kind, seed=cfg.seed, helpful_fraction=cfg.helpful_fraction,
-                              labeler_beta=dict(labeler.DEFAULT_BETA), bayes_ceiling={})
-    sizes = {"train": cfg.size, "test": cfg.test_size}
+                              world_seed=cfg.world_seed, labeler_beta=dict(labeler.DEFAULT_BETA),
+                              bayes_ceiling={})
+    sizes = {"train": cfg.size, "validation": cfg.test_size, "test": cfg.test_size}
     return {split: self._generate_examples(split, n) for split, n in sizes.items()}
 
   def _generate_examples(self, split: str, n: int):
     cfg = self.builder_config
     if cfg.kind == "lm":
-      for i, text in enumerate(corpus.corpus(cfg.seed, n, cfg.helpful_fraction, split)):
+      for i, text in enumerate(corpus.corpus(cfg.seed, n, cfg.helpful_fraction, split,
+                                             cfg.world_seed)):
         yield i, {"text": text}
       return
     if cfg.kind == "prompts":
-      records = corpus.sample_prompt_records(cfg.seed, n, cfg.helpful_fraction, split)
+      records = corpus.sample_prompt_records(cfg.seed, n, cfg.helpful_fraction, split,
+                                             cfg.world_seed)
       for i, (context, subset) in enumerate(records):
-        yield i, {"context": context, "subset": subset, "task": tasks.parse_context(context).task,
+        yield i, {"context": context, "subset": subset,
+                  "task": tasks.parse_context(context, cfg.world_seed).task,
                   "num_turns": tasks.num_turns(context)}
       return
-    cs = corpus.comparisons(cfg.kind, cfg.seed, n, split, cfg.helpful_fraction)
+    cs = corpus.comparisons(cfg.kind, cfg.seed, n, split, cfg.helpful_fraction,
+                            world_seed=cfg.world_seed)
     self.info.metadata["bayes_ceiling"][split] = cs.bayes_ceiling
     yield from enumerate(cs.examples())

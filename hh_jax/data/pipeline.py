@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import functools
 import hashlib
 import os
 import tempfile
@@ -25,7 +26,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from hh_jax.config import DataConfig
-from hh_jax.data import batching, tokenizers
+from hh_jax.data import batching, hh_synth, tokenizers
 from hh_jax.data.world import WorldTokenizer, gold_scores, tasks
 from hh_jax.special_tokens import PAD_ID
 
@@ -231,9 +232,17 @@ def load_prompts(dataset: str, split: str, prompt_len: int, tokenizer_spec: str 
   return left_pad([tok.encode(ex["context"]) for ex in examples], prompt_len)
 
 
-def world_gold_fn(prompt_tokens: np.ndarray, response: np.ndarray) -> dict:
-  """The synthetic world's gold rewards of sampled replies (PPO evaluation)."""
-  return gold_scores(np.asarray(prompt_tokens), np.asarray(response))
+def _world_gold(prompt_tokens: np.ndarray, response: np.ndarray, world_seed: int) -> dict:
+  return gold_scores(np.asarray(prompt_tokens), np.asarray(response), world_seed)
+
+
+def gold_fn(dataset: str):
+  """The gold reward of the world an hh_synth dataset is drawn from, as
+  fn(prompt_tokens (B, P), response (B, T)) -> {"helpful", "harmless", "hh"}: (B,) each;
+  None for data without a gold labeller (HH-RLHF)."""
+  if not dataset.startswith("hh_synth"):
+    return None
+  return functools.partial(_world_gold, world_seed=hh_synth.world_seed_of(dataset))
 
 
 def world_task_names(prompt_tokens: np.ndarray) -> np.ndarray:

@@ -71,7 +71,7 @@ def build_best_of_n(cfg: BestOfNConfig, run_dir: str, inputs=None) -> lifecycle.
   tests = {os.path.basename(os.path.normpath(d)): lifecycle.load_model(d) for d in cfg.test_pms}
   check_compatible(cfg, {"policy": policy, "train_pm": train_pm,
                          **{f"test_pms[{n}]": m for n, m in tests.items()}})
-  gold = pipeline.world_gold_fn if cfg.prompt_dataset.startswith("hh_synth") else None
+  gold = pipeline.gold_fn(cfg.prompt_dataset)
 
   def finish(_):
     bon = best_of_n_eval(policy, train_pm, tests, jnp.asarray(prompts), n_max=cfg.n_max,

@@ -31,6 +31,7 @@ from typing import Any
 
 import experiments as experiments_package
 from hh_jax.config import override
+from hh_jax.data import hh_synth
 
 EXPERIMENTS_DIR = os.path.dirname(os.path.abspath(experiments_package.__file__))
 
@@ -169,17 +170,49 @@ def resolve(r: Ref, runs: list[PlannedRun]):
 
 
 def plan(experiment: str, root: str, preset: Preset | None = None, axes: dict | None = None,
-         extra: dict | None = None, data_dir: str | None = None) -> list[PlannedRun]:
+         extra: dict | None = None, data_dir: str | None = None,
+         world_seed: int = 0) -> list[PlannedRun]:
   """Every run of `experiment` (a name or a file) under `root`: name, directory, config.
 
   config = base config <- the preset's overrides for it <- the run's sweep overrides (refs
   resolved against the needed experiments, planned under the same preset and axes) <- extra,
-  with every `data_dir` field set to data_dir when one is given.
+  with every `data_dir` field set to data_dir when one is given, then moved to world
+  `world_seed` (`in_world`; refs match the configs before the move).
   """
+  runs = _plan(experiment, root, preset, axes, extra, data_dir)
+  if world_seed:
+    runs = [dataclasses.replace(r, config=in_world(r.config, world_seed)) for r in runs]
+  return runs
+
+
+WORLD_SEED_STRIDE = 1000
+
+
+def in_world(cfg, world_seed: int):
+  """`cfg` in another synthetic world: every hh_synth dataset (fields `dataset`,
+  `prompt_dataset`) drawn from world `world_seed` (`hh_synth/mix` -> `hh_synth/mix-w3`) and
+  every `seed` field re-drawn, seed -> seed + 1000 world_seed, so no init, data order or
+  sampling stream is shared with another world; world 0 is the configs as written."""
+  if world_seed < 0:
+    raise ExperimentError(f"world seed must be >= 0, got {world_seed}")
+  changes = {}
+  for f in dataclasses.fields(cfg):
+    value = getattr(cfg, f.name)
+    if f.name in ("dataset", "prompt_dataset") and isinstance(value, str):
+      changes[f.name] = hh_synth.in_world(value, world_seed)
+    elif f.name == "seed" and isinstance(value, int):
+      changes[f.name] = value + WORLD_SEED_STRIDE * world_seed
+    elif dataclasses.is_dataclass(value):
+      changes[f.name] = in_world(value, world_seed)
+  return dataclasses.replace(cfg, **changes)
+
+
+def _plan(experiment: str, root: str, preset: Preset | None, axes: dict | None,
+          extra: dict | None, data_dir: str | None) -> list[PlannedRun]:
   module = load_experiment(experiment)
   name = experiment_name(experiment)
   axes_here = axes_of(module, preset, axes)
-  needed = {dep: plan(dep, root, preset, axes) for dep in getattr(module, "NEEDS", ())}
+  needed = {dep: _plan(dep, root, preset, axes, None, None) for dep in getattr(module, "NEEDS", ())}
   base = override(module.get_config(), (preset.overrides.get(name, {}) if preset else {}))
   namer = getattr(module, "run_name", default_run_name)
   runs = []

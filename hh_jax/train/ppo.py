@@ -73,6 +73,7 @@ class PPOConfig:
   reward_norm_samples: int = config_field(512, ge=2)   # initial-policy samples that set g, c
   prompt_dataset: str = "hh_synth/prompts"   # TFDS dataset whose `context`s are the RL prompts
   prompt_split: str = "train"
+  eval_split: str = "test"              # the held-out prompts (Elo snapshots); "validation" to tune
   prompt_len: int = config_field(40, ge=1)   # prompts are left-truncated / left-padded to this
   num_prompts: int | None = config_field(None, ge=1)
   data_dir: str | None = None

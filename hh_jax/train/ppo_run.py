@@ -48,8 +48,8 @@ def load_inputs(cfg: PPOConfig) -> PPOInputs:
   load = lambda split, limit: pipeline.load_prompts(  # noqa: E731
       cfg.prompt_dataset, split, cfg.prompt_len, cfg.tokenizer, cfg.data_dir, limit=limit)
   world = cfg.prompt_dataset.startswith("hh_synth")
-  return PPOInputs(load(cfg.prompt_split, cfg.num_prompts), pipeline.world_gold_fn if world else None,
-                   load("test", cfg.num_eval_prompts),
+  return PPOInputs(load(cfg.prompt_split, cfg.num_prompts), pipeline.gold_fn(cfg.prompt_dataset),
+                   load(cfg.eval_split, cfg.num_eval_prompts),
                    pipeline.get_tokenizer(cfg.prompt_dataset, cfg.tokenizer).decode,
                    pipeline.world_task_names if world else None)
 

@@ -56,6 +56,9 @@ def add_plan_args(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                       help="a config override applied to every run")
   parser.add_argument("--data_dir", default=None, help="TFDS data_dir for every run")
+  parser.add_argument("--world-seed", dest="world_seed", type=int, default=0,
+                      help="draw the synthetic world, its datasets and every seed from world N "
+                           "(experiment.in_world; default 0)")
 
 
 DEFAULT_TRACK = "tensorboard"
@@ -90,7 +93,8 @@ def planned(args) -> list[ex.PlannedRun]:
   """The runs the arguments select (every `--only` match, or the one `--run`)."""
   preset = PRESETS[args.preset] if args.preset else None
   runs = ex.plan(args.experiment, paths.absolute(args.root), preset, parse_axes(args.axis),
-                 parse_overrides(args.set), data_dir=args.data_dir)
+                 parse_overrides(args.set), data_dir=args.data_dir,
+                 world_seed=getattr(args, "world_seed", 0))
   only = getattr(args, "only", None)
   return [r for r in runs if not only or re.search(only, r.name)]
 
@@ -102,6 +106,7 @@ def plan_args(args) -> list[str]:
   for flag, items in (("--axis", args.axis), ("--set", args.set)):
     for item in items:
       out += [flag, item]
+  out += ["--world-seed", str(args.world_seed)] if getattr(args, "world_seed", 0) else []
   return out + (["--data_dir", args.data_dir] if args.data_dir else [])
 
 

@@ -1,8 +1,8 @@
 """Datasets of the synthetic world as plain Python: LM corpus, RL prompts, comparisons.
 
-Everything is a pure function of (seed, size, split): each (dataset, split) has its own
-numpy PCG64 stream `default_rng([seed, stream, split])`, and comparison labels a
-second one, so the first m examples of a size-n dataset are exactly the size-m dataset
+Everything is a pure function of (world seed, data seed, size, split): each (dataset, split)
+has its own numpy PCG64 stream `default_rng([seed, stream, split, sub, world_seed])`, and
+comparison labels a second one (sub = 1), so the first m examples of a size-n dataset are exactly the size-m dataset
 (dataset-size sweeps use nested subsets) and the same seed gives byte-identical data.
 The `hh_synth` TFDS builder serves exactly these examples.
 """
@@ -18,7 +18,8 @@ from hh_jax.data.world import gold, labeler, policy, tasks
 
 SUBSETS = ("helpful", "harmless")
 _STREAMS = {"lm": 1, "helpful": 2, "harmless": 3, "prompts": 4, "mix": 5}
-_SPLITS = {"train": 0, "test": 1}
+# "validation" is for every choice made by looking at results; "test" only for the claims.
+_SPLITS = {"train": 0, "test": 1, "validation": 2}
 _MIXES = {"helpful": tasks.HELPFUL_MIX, "harmless": tasks.HARMLESS_MIX}
 COMPARISON_FIELDS = (
     "context", "chosen", "rejected", "num_turns", "chosen_full", "rejected_full", "subset",
@@ -26,45 +27,48 @@ COMPARISON_FIELDS = (
     "gold_harmless_rejected", "p_chosen", "task")
 
 
-def _rng(name: str, seed: int, split: str, sub: int = 0) -> np.random.Generator:
+def _rng(name: str, seed: int, split: str, world_seed: int, sub: int = 0) -> np.random.Generator:
   if split not in _SPLITS:
     raise ValueError(f"split must be one of {sorted(_SPLITS)}, got {split!r}")
-  return np.random.default_rng([int(seed), _STREAMS[name], _SPLITS[split], sub])
+  return np.random.default_rng([int(seed), _STREAMS[name], _SPLITS[split], sub, int(world_seed)])
 
 
-def _contexts(rng: np.random.Generator, n: int, helpful_fraction: float) -> list[tuple[str, str]]:
+def _contexts(rng: np.random.Generator, n: int, helpful_fraction: float,
+              world_seed: int) -> list[tuple[str, str]]:
   """n (context, subset): the helpful prompt mix with prob helpful_fraction, else red-team."""
   if not 0.0 <= helpful_fraction <= 1.0:
     raise ValueError(f"helpful_fraction must lie in [0, 1], got {helpful_fraction}")
   out = []
   for _ in range(n):
     subset = "helpful" if rng.random() < helpful_fraction else "harmless"
-    out.append((tasks.sample_context(rng, _MIXES[subset]), subset))
+    out.append((tasks.sample_context(rng, _MIXES[subset], world_seed), subset))
   return out
 
 
-def sample_prompt_records(seed: int, n: int, mix: float = 0.5,
-                          split: str = "train") -> list[tuple[str, str]]:
+def sample_prompt_records(seed: int, n: int, mix: float = 0.5, split: str = "train",
+                          world_seed: int = 0) -> list[tuple[str, str]]:
   """n RL prompts as (context, subset): subset "helpful" or "harmless" (red-team) is the
   prompt distribution it was drawn from; `mix` = fraction helpful."""
-  return _contexts(_rng("prompts", seed, split), n, mix)
+  return _contexts(_rng("prompts", seed, split, world_seed), n, mix, world_seed)
 
 
-def sample_prompts(seed: int, n: int, mix: float = 0.5, split: str = "train") -> list[str]:
+def sample_prompts(seed: int, n: int, mix: float = 0.5, split: str = "train",
+                   world_seed: int = 0) -> list[str]:
   """n RL prompts (contexts ending in "\n\nAssistant:"); `mix` = fraction helpful."""
-  return [context for context, _ in sample_prompt_records(seed, n, mix, split)]
+  return [context for context, _ in sample_prompt_records(seed, n, mix, split, world_seed)]
 
 
-def corpus(seed: int, n: int, mix: float = 0.5, split: str = "train") -> list[str]:
+def corpus(seed: int, n: int, mix: float = 0.5, split: str = "train",
+           world_seed: int = 0) -> list[str]:
   """n full transcripts (context + base-policy reply) for pretraining base LMs.
 
   Replies have mixed quality (correct, partly wrong, refusing, harmful, off-topic,
   empty); `mix` = fraction of helpful prompts, the rest red-team requests.
   """
-  rng = _rng("lm", seed, split)
+  rng = _rng("lm", seed, split, world_seed)
   out = []
-  for context, _ in _contexts(rng, n, mix):
-    out.append(context + policy.sample_reply(rng, context))
+  for context, _ in _contexts(rng, n, mix, world_seed):
+    out.append(context + policy.sample_reply(rng, context, world_seed=world_seed))
   return out
 
 
@@ -93,12 +97,12 @@ class ComparisonSet:
 
 
 def _subset_comparisons(subset: str, seed: int, n: int, split: str,
-                        beta: float | None) -> ComparisonSet:
-  rng = _rng(subset, seed, split)
+                        beta: float | None, world_seed: int) -> ComparisonSet:
+  rng = _rng(subset, seed, split, world_seed)
   contexts, replies_a, replies_b = [], [], []
   for _ in range(n):
-    context = tasks.sample_context(rng, _MIXES[subset])
-    a, b = policy.sample_pair(rng, context)
+    context = tasks.sample_context(rng, _MIXES[subset], world_seed)
+    a, b = policy.sample_pair(rng, context, world_seed=world_seed)
     contexts.append(context)
     replies_a.append(a)
     replies_b.append(b)
@@ -107,9 +111,10 @@ def _subset_comparisons(subset: str, seed: int, n: int, split: str,
     return ComparisonSet({k: np.zeros(0, numeric.get(k, np.float32)) if k in numeric
                           or k.startswith("gold_") else [] for k in COMPARISON_FIELDS},
                          float("nan"))
-  gold_a = gold.gold_scores_text(contexts, replies_a)
-  gold_b = gold.gold_scores_text(contexts, replies_b)
-  labels = labeler.label_scored(gold_a, gold_b, _rng(subset, seed, split, sub=1), subset, beta)
+  gold_a = gold.gold_scores_text(contexts, replies_a, world_seed)
+  gold_b = gold.gold_scores_text(contexts, replies_b, world_seed)
+  labels = labeler.label_scored(gold_a, gold_b, _rng(subset, seed, split, world_seed, sub=1),
+                                subset, beta)
   a_won = labels.a_preferred
   chosen = [a if w else b for a, b, w in zip(replies_a, replies_b, a_won)]
   rejected = [b if w else a for a, b, w in zip(replies_a, replies_b, a_won)]
@@ -122,7 +127,7 @@ def _subset_comparisons(subset: str, seed: int, n: int, split: str,
       "rejected_full": [c + r for c, r in zip(contexts, rejected)],
       "subset": [subset] * n,
       "p_chosen": labels.p_chosen.astype(np.float32),
-      "task": [tasks.parse_context(c).task for c in contexts],
+      "task": [tasks.parse_context(c, world_seed).task for c in contexts],
   }
   for reward in ("helpful", "harmless"):
     columns[f"gold_{reward}_chosen"] = np.where(a_won, gold_a[reward], gold_b[reward])
@@ -131,7 +136,8 @@ def _subset_comparisons(subset: str, seed: int, n: int, split: str,
 
 
 def comparisons(subset: str, seed: int, n: int, split: str = "train",
-                helpful_fraction: float = 0.5, beta: float | None = None) -> ComparisonSet:
+                helpful_fraction: float = 0.5, beta: float | None = None,
+                world_seed: int = 0) -> ComparisonSet:
   """n labelled comparisons: two base-policy replies to one context, labelled by the
   gold labeler (helpful subset by gold helpfulness, harmless by gold harmlessness).
 
@@ -139,24 +145,26 @@ def comparisons(subset: str, seed: int, n: int, split: str = "train",
     subset: "helpful", "harmless", or "mix" (round(n * helpful_fraction) helpful
       comparisons, the prefix of the helpful set, and the rest from the harmless set,
       shuffled together).
-    seed, n, split: what the data is a pure function of ("train" or "test").
+    seed, n, split: what the data is a pure function of ("train", "validation" or "test").
     beta: labeler sharpness (default labeler.DEFAULT_BETA[subset]).
+    world_seed: the world (`tasks.world`) the data is drawn from.
   """
   if subset in SUBSETS:
-    return _subset_comparisons(subset, seed, n, split, beta)
+    return _subset_comparisons(subset, seed, n, split, beta, world_seed)
   if subset != "mix":
     raise ValueError(f"subset must be one of {SUBSETS + ('mix',)}, got {subset!r}")
   n_helpful = int(round(n * helpful_fraction))
-  return mix_comparisons(_subset_comparisons("helpful", seed, n_helpful, split, beta),
-                         _subset_comparisons("harmless", seed, n - n_helpful, split, beta),
-                         seed, split)
+  return mix_comparisons(
+      _subset_comparisons("helpful", seed, n_helpful, split, beta, world_seed),
+      _subset_comparisons("harmless", seed, n - n_helpful, split, beta, world_seed),
+      seed, split, world_seed)
 
 
 def mix_comparisons(helpful: ComparisonSet, harmless: ComparisonSet, seed: int,
-                    split: str = "train") -> ComparisonSet:
-  """Two comparison sets shuffled together (the permutation depends on seed, split)."""
+                    split: str = "train", world_seed: int = 0) -> ComparisonSet:
+  """Two comparison sets shuffled together (the permutation depends on seed, split, world)."""
   n = len(helpful) + len(harmless)
-  order = _rng("mix", seed, split).permutation(n)
+  order = _rng("mix", seed, split, world_seed).permutation(n)
   parts = (helpful.columns, harmless.columns)
   columns = {}
   for k in COMPARISON_FIELDS:

@@ -62,9 +62,9 @@ for (_verb, _noun), _h in tasks.HARM.items():
   _PAIR_HARM[vocab.WORD_TO_ID[_verb], vocab.WORD_TO_ID[_noun]] = _h
 
 
-def _context_arrays(context_ids) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _context_arrays(context_ids, world_seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """Per-row target ids (B, Tt) padded with -1, target lengths (B,), harm levels (B,)."""
-  specs = [tasks.parse_context_ids(tuple(int(i) for i in c)) for c in context_ids]
+  specs = [tasks.parse_context_ids(tuple(int(i) for i in c), world_seed) for c in context_ids]
   width = max(len(s.target) for s in specs)
   target = np.full((len(specs), width), -1, dtype=np.int64)
   for b, s in enumerate(specs):
@@ -74,8 +74,9 @@ def _context_arrays(context_ids) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   return target, lengths, harm
 
 
-def gold_scores(context_ids, reply_ids) -> dict[str, np.ndarray]:
-  """Gold helpful / harmless / hh rewards (module docstring) of a batch of replies.
+def gold_scores(context_ids, reply_ids, world_seed: int = 0) -> dict[str, np.ndarray]:
+  """Gold helpful / harmless / hh rewards (module docstring) of a batch of replies in the
+  world of `world_seed` (`tasks.world`).
 
   Args:
     context_ids: B contexts as token-id sequences, or a (B, Tc) array (PAD anywhere,
@@ -100,7 +101,7 @@ def gold_scores(context_ids, reply_ids) -> dict[str, np.ndarray]:
     raise ValueError(f"got {len(context_ids)} contexts for {batch} replies")
   if reply.size and (reply.min() < 0 or reply.max() >= _V):
     raise ValueError(f"reply_ids must lie in [0, {_V}), got [{reply.min()}, {reply.max()}]")
-  target, target_len, harm = _context_arrays(context_ids)
+  target, target_len, harm = _context_arrays(context_ids, world_seed)
 
   # Reply length L = first EOS/PAD (T if none); EOS present iff that token is EOS.
   ended = (reply == EOS_ID) | (reply == PAD_ID)  # (B, T)
@@ -152,9 +153,10 @@ def encode_replies(replies: Sequence[str], width: int | None = None) -> np.ndarr
   return out
 
 
-def gold_scores_text(contexts: str | Sequence[str], replies: Sequence[str]) -> dict[str, np.ndarray]:
+def gold_scores_text(contexts: str | Sequence[str], replies: Sequence[str],
+                     world_seed: int = 0) -> dict[str, np.ndarray]:
   """`gold_scores` of complete reply texts (each gets its EOS) after contexts (texts)."""
   tok = vocab.WorldTokenizer()
   contexts = [contexts] if isinstance(contexts, str) else contexts
   context_ids = [tuple(tok.encode(c)) for c in contexts]
-  return gold_scores(context_ids, encode_replies(replies))
+  return gold_scores(context_ids, encode_replies(replies), world_seed)

@@ -85,7 +85,8 @@ def label_scored(gold_a: dict[str, np.ndarray], gold_b: dict[str, np.ndarray],
 
 def label_pairs(contexts, replies_a, replies_b, rng: np.random.Generator,
                 reward: str | Sequence[str] = "helpful",
-                beta: float | Sequence[float] | None = None) -> LabeledPairs:
+                beta: float | Sequence[float] | None = None,
+                world_seed: int = 0) -> LabeledPairs:
   """Label B reply pairs from any source (a trained base LM, the world's base policy).
 
   Args:
@@ -96,11 +97,12 @@ def label_pairs(contexts, replies_a, replies_b, rng: np.random.Generator,
     rng: numpy Generator drawing the labels.
     reward: "helpful", "harmless" or "hh", for all pairs or per pair.
     beta: labeler sharpness; default DEFAULT_BETA[reward].
+    world_seed: the world whose gold reward judges the replies.
   """
   if isinstance(replies_a, np.ndarray):
-    gold_a = gold.gold_scores(contexts, replies_a)
-    gold_b = gold.gold_scores(contexts, np.asarray(replies_b))
+    gold_a = gold.gold_scores(contexts, replies_a, world_seed)
+    gold_b = gold.gold_scores(contexts, np.asarray(replies_b), world_seed)
   else:
-    gold_a = gold.gold_scores_text(contexts, replies_a)
-    gold_b = gold.gold_scores_text(contexts, replies_b)
+    gold_a = gold.gold_scores_text(contexts, replies_a, world_seed)
+    gold_b = gold.gold_scores_text(contexts, replies_b, world_seed)
   return label_scored(gold_a, gold_b, rng, reward, beta)

@@ -156,20 +156,21 @@ def _request_reply(rng: np.random.Generator, spec: tasks.Spec) -> str:
   return " " + TOXIC
 
 
-def sample_reply(rng: np.random.Generator, context: str) -> str:
+def sample_reply(rng: np.random.Generator, context: str, world_seed: int = 0) -> str:
   """One base-policy reply (canonical text: leading space, or "" for the empty reply)."""
-  spec = tasks.parse_context(context)
+  spec = tasks.parse_context(context, world_seed)
   if spec.family == "request":
     return _request_reply(rng, spec)
   return _task_reply(rng, spec, context)
 
 
-def sample_pair(rng: np.random.Generator, context: str, max_tries: int = 8) -> tuple[str, str]:
+def sample_pair(rng: np.random.Generator, context: str, max_tries: int = 8,
+                world_seed: int = 0) -> tuple[str, str]:
   """Two different base-policy replies to one context (identical pairs carry no label)."""
-  a = sample_reply(rng, context)
+  a = sample_reply(rng, context, world_seed)
   b = a
   for _ in range(max_tries):
-    b = sample_reply(rng, context)
+    b = sample_reply(rng, context, world_seed)
     if b != a:
       break
   return a, b

@@ -80,19 +80,19 @@ def gold_scorer_accuracy(cs: corpus.ComparisonSet, reward: str) -> float:
                          cs.columns[f"gold_{reward}_rejected"])
 
 
-def example_dialogues(seed: int = 0, n: int = 6) -> list[dict]:
+def example_dialogues(seed: int = 0, n: int = 6, world_seed: int = 0) -> list[dict]:
   """A few contexts with one base-policy reply each and its gold scores."""
   rng = np.random.default_rng([seed, 99])
   out = []
   for i in range(n):
     mix = tasks.HELPFUL_MIX if i % 2 == 0 else tasks.HARMLESS_MIX
-    context = tasks.sample_context(rng, mix)
-    spec = tasks.parse_context(context)
-    other = policy.sample_reply(rng, context)
+    context = tasks.sample_context(rng, mix, world_seed)
+    spec = tasks.parse_context(context, world_seed)
+    other = policy.sample_reply(rng, context, world_seed)
     while other == spec.target_text:
-      other = policy.sample_reply(rng, context)
+      other = policy.sample_reply(rng, context, world_seed)
     replies = [spec.target_text, other]
-    scores = gold.gold_scores_text([context] * 2, replies)
+    scores = gold.gold_scores_text([context] * 2, replies, world_seed)
     for j, reply in enumerate(replies):
       out.append({"context": context, "reply": reply, "task": spec.task,
                   **{k: round(float(v[j]), 3) for k, v in scores.items()}})
@@ -111,19 +111,20 @@ def _gold_seconds_per_256(seed: int = 0) -> float:
   return (time.perf_counter() - t0) / 10
 
 
-def compute_stats(seed: int = 0, size: int = DEFAULT_SIZE) -> dict:
+def compute_stats(seed: int = 0, size: int = DEFAULT_SIZE, world_seed: int = 0) -> dict:
   """Every figure `hh-jax world stats` reports (see the Done-when list of the world)."""
   t0 = time.perf_counter()
-  helpful = corpus.comparisons("helpful", seed, size)
-  harmless = corpus.comparisons("harmless", seed, size)
+  helpful = corpus.comparisons("helpful", seed, size, world_seed=world_seed)
+  harmless = corpus.comparisons("harmless", seed, size, world_seed=world_seed)
   seconds = time.perf_counter() - t0
-  mixed = corpus.mix_comparisons(helpful, harmless, seed)
+  mixed = corpus.mix_comparisons(helpful, harmless, seed, world_seed=world_seed)
   shortcuts = shortcut_accuracies(mixed)
   best = max(shortcuts, key=shortcuts.get)
   lengths = np.array([len(_TOK.encode(t)) for t in mixed.columns["chosen_full"]])
   tasks_all = mixed.columns["task"]
   return {
       "seed": seed,
+      "world_seed": world_seed,
       "comparisons_per_subset": size,
       "vocab_size": _TOK.vocab_size,
       "bayes_ceiling_helpful": helpful.bayes_ceiling,
@@ -146,7 +147,7 @@ def compute_stats(seed: int = 0, size: int = DEFAULT_SIZE) -> dict:
       "fraction_two_turn": float(np.mean(mixed.columns["num_turns"] == 2)),
       "seconds_for_64k": seconds * 64_000 / (2 * size),
       "gold_seconds_per_256": _gold_seconds_per_256(seed),
-      "examples": example_dialogues(seed),
+      "examples": example_dialogues(seed, world_seed=world_seed),
   }
 
 

@@ -7,19 +7,32 @@ is judged the same way. Families and their difficulty knobs:
 
 | family      | Human says                                   | the helpful reply       | difficulty    |
 |-------------|----------------------------------------------|-------------------------|---------------|
-| arithmetic  | what is 47 + 15 ?                            | 62                      | digits 1..3   |
+| arithmetic  | what is 4725 + 15 ?                          | 4740                    | digits 1..4   |
 | sort        | sort 5 , 2 , 9                               | 2 , 5 , 9               | length 2..5   |
 | lookup      | j is 3 , k is 7 . what is k ?                | 7                       | pairs 2..5    |
 | reverse     | reverse j m k                                | k m j                   | length 2..6   |
 | request     | how do i cut the onion ?                     | first get a knife , then cut the onion . | harm 0..3 |
-| fact        | what color is ann smith ?                    | teal                    | popularity rank 1..256 |
+| fact        | what color is ann smith of york ?            | teal                    | popularity rank 1..4096 |
 
-The fact family is world knowledge: each of the 256 people (FIRST LAST) has a colour from
-a fixed arbitrary table, and people are asked about with Zipf popularity (rank r with
-probability proportional to 1/r). A PM can only judge a colour it has memorised, and it
-memorises the popular people first: more data reaches further down the tail and more
-parameters hold more of the table, which makes PM accuracy grow smoothly with both (the
-mechanism behind log-linear scaling in Michaud et al. 2023, "The quantization model").
+What a model must learn in each family, and why a larger one learns more of it:
+- fact (half of the helpful prompts) is world knowledge: each of the 4096 people (FIRST
+  LAST of PLACE) has a colour from an arbitrary table, and people are asked about with Zipf
+  popularity (rank r with probability proportional to 1/r). A PM can only judge a colour
+  it has memorised, and it memorises the popular people first: more data reaches further
+  down the tail, and a larger model memorises a person from fewer mentions and holds more
+  of the table (12 kbit in all), so PM accuracy grows with both across the ladder (the
+  mechanism behind log-linear scaling in Michaud et al. 2023, "The quantization model").
+  With 256 people (the first version of this world) every model from 25k parameters up
+  held the whole table and the size effect stopped there.
+- arithmetic, sort, reverse, lookup are algorithms whose cost grows with the difficulty
+  knob (4-digit sums with carries, longer lists, longer tables): a judge must carry out the
+  computation, which takes depth and width the smallest models lack.
+- requests: whether complying is harmful depends on the verb and the object together (the
+  HARM table) and, in a follow-up, on a verb from the previous turn, so a judge must bind
+  two words that never occur adjacently.
+
+`world(seed)` draws the knowledge table and the popularity order from the world seed:
+`hh-jax reproduce --world-seed N` re-draws the facts, and with them every dataset.
 
 Second turns refer back to the first (the context matters): "now add 3" / "now subtract
 3" (arithmetic), "now reverse that" (sort, reverse), "and what is m ?" (lookup),
@@ -38,22 +51,59 @@ import numpy as np
 
 from hh_jax.data.world import vocab
 from hh_jax.data.world.vocab import (ASSISTANT, COLORS, FIRST_NAMES, HUMAN, LAST_NAMES, LETTERS,
-                                     NOUNS, TOOLS, VERBS)
+                                     NOUNS, PLACES, TOOLS, VERBS)
 
 FAMILIES = ("arithmetic", "sort", "lookup", "reverse", "fact", "request")
 TASK_NAMES = ("arithmetic", "sort", "lookup", "reverse", "fact", "benign_request",
               "harmful_request")
-DIFFICULTY_RANGE = {"arithmetic": (1, 3), "sort": (2, 5), "lookup": (2, 5), "reverse": (2, 6)}
+DIFFICULTY_RANGE = {"arithmetic": (1, 4), "sort": (2, 5), "lookup": (2, 5), "reverse": (2, 6)}
 
-# The knowledge table and who is asked about how often; fixed for every seed (it is the world).
-_FACT_RNG = np.random.default_rng(20221204)
-FACT_COLOR = _FACT_RNG.integers(0, len(COLORS), size=(len(FIRST_NAMES), len(LAST_NAMES)))
-NUM_PEOPLE = len(FIRST_NAMES) * len(LAST_NAMES)
-PEOPLE_BY_RANK = _FACT_RNG.permutation(NUM_PEOPLE)          # rank r -> person index
+NUM_PEOPLE = len(FIRST_NAMES) * len(LAST_NAMES) * len(PLACES)
 ZIPF_EXPONENT = 1.0
 FACT_POPULARITY = 1.0 / np.arange(1, NUM_PEOPLE + 1) ** ZIPF_EXPONENT
 FACT_POPULARITY /= FACT_POPULARITY.sum()
-_RANK_OF_PERSON = np.argsort(PEOPLE_BY_RANK)
+_WORLD_ENTROPY = 20221204
+
+
+@dataclasses.dataclass(frozen=True)
+class World:
+  """What the world seed draws: the knowledge table and who is asked about how often.
+
+  Attributes:
+    seed: the world seed.
+    fact_color: (NUM_PEOPLE,) colour index of person p = (first * 16 + last) * 16 + place.
+    people_by_rank: (NUM_PEOPLE,) the person at popularity rank r (0 = most asked about).
+    rank_of_person: (NUM_PEOPLE,) the inverse permutation.
+  """
+
+  seed: int
+  fact_color: np.ndarray
+  people_by_rank: np.ndarray
+  rank_of_person: np.ndarray
+
+
+@functools.lru_cache(maxsize=32)
+def world(seed: int = 0) -> World:
+  """The world of a seed: numpy PCG64 `default_rng([20221204, seed])` draws the colour of
+  every person, then the popularity order (a uniform permutation)."""
+  if int(seed) < 0:
+    raise ValueError(f"world seed must be >= 0, got {seed}")
+  rng = np.random.default_rng([_WORLD_ENTROPY, int(seed)])
+  color = rng.integers(0, len(COLORS), size=NUM_PEOPLE)
+  by_rank = rng.permutation(NUM_PEOPLE)
+  return World(int(seed), color, by_rank, np.argsort(by_rank))
+
+
+def person_index(first: str, last: str, place: str) -> int:
+  return (FIRST_NAMES.index(first) * len(LAST_NAMES) + LAST_NAMES.index(last)) * len(PLACES) \
+      + PLACES.index(place)
+
+
+def person_name(p: int) -> str:
+  """Person index -> "FIRST LAST of PLACE"."""
+  first, rest = divmod(int(p), len(LAST_NAMES) * len(PLACES))
+  last, place = divmod(rest, len(PLACES))
+  return f"{FIRST_NAMES[first]} {LAST_NAMES[last]} of {PLACES[place]}"
 
 # Harm level (0..3) of "VERB the NOUN". Rows follow vocab.VERBS, columns vocab.NOUNS:
 #           process onion wood weeds dog neighbor car house bank computer
@@ -127,11 +177,11 @@ def _number_spec(value: int, difficulty: int) -> Spec:
   return Spec(task="arithmetic", target=vocab.ids(words), difficulty=difficulty, value=value)
 
 
-def _fact_spec(first: str, last: str) -> Spec:
-  i, j = FIRST_NAMES.index(first), LAST_NAMES.index(last)
-  rank = int(_RANK_OF_PERSON[i * len(LAST_NAMES) + j]) + 1
-  return Spec(task="fact", target=vocab.ids(COLORS[FACT_COLOR[i, j]]), difficulty=rank,
-              items=(COLORS[FACT_COLOR[i, j]],))
+def _fact_spec(first: str, last: str, place: str, world_seed: int) -> Spec:
+  w, p = world(world_seed), person_index(first, last, place)
+  color = COLORS[int(w.fact_color[p])]
+  return Spec(task="fact", target=vocab.ids(color), difficulty=int(w.rank_of_person[p]) + 1,
+              items=(color,))
 
 
 def _request_spec(verb: str, noun: str) -> Spec:
@@ -166,7 +216,7 @@ def _parse_list(words: list[str], sep: str) -> list[str] | None:
   return words[0::2]
 
 
-def parse_turn(words: list[str], prev: Spec | None) -> Spec:
+def parse_turn(words: list[str], prev: Spec | None, world_seed: int = 0) -> Spec:
   """Spec of one Human turn (word list), given the spec of the previous Human turn."""
   n = len(words)
   if n == 6 and words[:2] == ["what", "is"] and words[3] in "+-" and words[5] == "?":
@@ -182,9 +232,10 @@ def parse_turn(words: list[str], prev: Spec | None) -> Spec:
     table = _parse_table(words[:-5])
     if table is not None and words[-2] in dict(table):
       return _spec_from_items("lookup", [dict(table)[words[-2]]], "", len(table), table=table)
-  if (n == 6 and words[:3] == ["what", "color", "is"] and words[3] in FIRST_NAMES
-      and words[4] in LAST_NAMES and words[5] == "?"):
-    return _fact_spec(words[3], words[4])
+  if (n == 8 and words[:3] == ["what", "color", "is"] and words[3] in FIRST_NAMES
+      and words[4] in LAST_NAMES and words[5] == "of" and words[6] in PLACES
+      and words[7] == "?"):
+    return _fact_spec(words[3], words[4], words[6], world_seed)
   if n == 7 and words[:3] == ["how", "do", "i"] and words[4] == "the" and words[6] == "?":
     if (words[3], words[5]) in HARM:
       return _request_spec(words[3], words[5])
@@ -222,8 +273,9 @@ def _parse_table(words: list[str]) -> tuple[tuple[str, str], ...] | None:
 
 
 @functools.lru_cache(maxsize=1 << 16)
-def parse_context_ids(context_ids: tuple[int, ...]) -> Spec:
-  """Spec of the last Human turn of a context (token ids; PAD ignored, e.g. left padding).
+def parse_context_ids(context_ids: tuple[int, ...], world_seed: int = 0) -> Spec:
+  """Spec of the last Human turn of a context (token ids; PAD ignored, e.g. left padding)
+  in the world of `world_seed` (only the fact family's answers depend on it).
 
   Raises ValueError (quoting the context) if it is not a world context ending in
   "\\n\\nAssistant:".
@@ -238,7 +290,7 @@ def parse_context_ids(context_ids: tuple[int, ...]) -> Spec:
   while start < len(ids_):
     a = ids_.index(vocab.ASSISTANT_ID, start)
     try:
-      spec = parse_turn(_words(ids_[start + 1:a]), spec)
+      spec = parse_turn(_words(ids_[start + 1:a]), spec, world_seed)
     except ValueError as e:
       raise ValueError(f"{e} in context {text()!r}") from None
     if a + 1 < len(ids_) and vocab.HUMAN_ID in ids_[a + 1:]:
@@ -249,9 +301,9 @@ def parse_context_ids(context_ids: tuple[int, ...]) -> Spec:
   return spec
 
 
-def parse_context(context: str) -> Spec:
+def parse_context(context: str, world_seed: int = 0) -> Spec:
   """Spec of the last Human turn of a context text."""
-  return parse_context_ids(tuple(vocab.WorldTokenizer().encode(context)))
+  return parse_context_ids(tuple(vocab.WorldTokenizer().encode(context)), world_seed)
 
 
 def num_turns(context: str) -> int:
@@ -278,7 +330,7 @@ def _digits_number(rng: np.random.Generator, digits: int) -> int:
 
 
 def _task_turns(rng: np.random.Generator, family: str, difficulty: int,
-                followup: bool) -> list[tuple[str, str | None]]:
+                followup: bool, world_seed: int = 0) -> list[tuple[str, str | None]]:
   """Human turns of a helpful task; the first Assistant turn (if two) answers correctly."""
   if family == "arithmetic":
     a, b = _digits_number(rng, difficulty), _digits_number(rng, int(rng.integers(1, difficulty + 1)))
@@ -301,16 +353,15 @@ def _task_turns(rng: np.random.Generator, family: str, difficulty: int,
     items = [LETTERS[k] for k in rng.integers(0, len(LETTERS), size=difficulty)]
     first, second = "reverse " + " ".join(items), "now reverse that"
   elif family == "fact":
-    person = int(PEOPLE_BY_RANK[int(rng.choice(NUM_PEOPLE, p=FACT_POPULARITY))])
-    name = f"{FIRST_NAMES[person // len(LAST_NAMES)]} {LAST_NAMES[person % len(LAST_NAMES)]}"
-    other = int(PEOPLE_BY_RANK[int(rng.choice(NUM_PEOPLE, p=FACT_POPULARITY))])
-    other = f"{FIRST_NAMES[other // len(LAST_NAMES)]} {LAST_NAMES[other % len(LAST_NAMES)]}"
+    by_rank = world(world_seed).people_by_rank
+    name, other = (person_name(by_rank[int(rng.choice(NUM_PEOPLE, p=FACT_POPULARITY))])
+                   for _ in range(2))
     first, second = f"what color is {name} ?", f"what color is {other} ?"
   else:
     raise ValueError(f"unknown task family {family!r}; expected one of {FAMILIES[:-1]}")
   if not followup:
     return [(first, None)]
-  answer = parse_turn(_words(vocab.ids(first)), None).target_text[1:]
+  answer = parse_turn(_words(vocab.ids(first)), None, world_seed).target_text[1:]
   return [(first, answer), (second, None)]
 
 
@@ -346,7 +397,7 @@ HELPFUL_MIX = PromptMix((("arithmetic", 0.15), ("sort", 0.1), ("lookup", 0.1), (
 HARMLESS_MIX = PromptMix((("harmful_request", 0.75), ("benign_request", 0.25)))
 
 
-def sample_context(rng: np.random.Generator, mix: PromptMix) -> str:
+def sample_context(rng: np.random.Generator, mix: PromptMix, world_seed: int = 0) -> str:
   """One context from a prompt mix; difficulties are uniform over each family's range."""
   names = [n for n, _ in mix.family_weights]
   weights = np.array([w for _, w in mix.family_weights], dtype=np.float64)
@@ -355,4 +406,4 @@ def sample_context(rng: np.random.Generator, mix: PromptMix) -> str:
   if task.endswith("request"):
     return render(_request_turns(rng, task == "harmful_request", followup))
   low, high = DIFFICULTY_RANGE.get(task, (0, 0))
-  return render(_task_turns(rng, task, int(rng.integers(low, high + 1)), followup))
+  return render(_task_turns(rng, task, int(rng.integers(low, high + 1)), followup, world_seed))

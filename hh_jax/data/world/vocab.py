@@ -42,20 +42,23 @@ HEDGE_WORDS = ("please", "be", "careful")
 TOXIC_WORDS = ("you", "are", "stupid")
 OFFTOPIC_WORDS = ("like", "cats", "it", "rains", "today", "hello")
 COURTESY_WORDS = ("sure", "ok")
-# World knowledge: every person "FIRST LAST" has a favourite colour, a fixed arbitrary
-# table (tasks.FACT_COLOR). Judging "what color is ann smith ?" needs the table in the
-# weights, and a person's name is two tokens, so no single embedding can hold it.
+# World knowledge: every person "FIRST LAST of PLACE" (16^3 = 4096 people) has a favourite
+# colour, an arbitrary table drawn from the world seed (tasks.world). Judging "what color is
+# ann smith of york ?" needs the table in the weights, and a person's name is three tokens,
+# so no single embedding can hold it.
 FIRST_NAMES = ("ann", "bob", "cid", "dan", "eve", "fay", "gus", "hal", "ivy", "jon", "kay", "lev",
                "max", "ned", "oli", "pat")
 LAST_NAMES = ("smith", "jones", "baker", "clark", "davis", "evans", "ford", "grant", "hill",
               "irwin", "kent", "lane", "moss", "nash", "owen", "price")
+PLACES = ("york", "rome", "oslo", "lima", "cork", "bonn", "riga", "bern", "pisa", "baku", "doha",
+          "faro", "gent", "hue", "ely", "ulm")
 COLORS = ("red", "blue", "yellow", "purple", "orange", "pink", "teal", "silver")
 
 SPECIAL_TOKENS = ("<pad>", "<eos>", "<eoc>")
 WORDS: tuple[str, ...] = (
     SPECIAL_TOKENS + (HUMAN, ASSISTANT) + DIGITS + PUNCT + LETTERS + VERBS + NOUNS + TOOLS
     + FUNCTION_WORDS + REFUSAL_WORDS + HEDGE_WORDS + TOXIC_WORDS + OFFTOPIC_WORDS
-    + COURTESY_WORDS + FIRST_NAMES + LAST_NAMES + COLORS + ("color",))
+    + COURTESY_WORDS + FIRST_NAMES + LAST_NAMES + COLORS + ("color",) + PLACES + ("of",))
 WORD_TO_ID: dict[str, int] = {w: i for i, w in enumerate(WORDS)}
 assert len(WORD_TO_ID) == len(WORDS), "duplicate word in the world vocabulary"
 assert WORD_TO_ID["<pad>"] == PAD_ID and WORD_TO_ID["<eos>"] == EOS_ID
