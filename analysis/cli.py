@@ -2,9 +2,11 @@
 
     hh-jax analyze {pm,rl,all} ROOT --out DIR    fits and figures: <out>/pm_analysis.json or
                                                  <out>/rl_analysis.json, a PNG and a PDF per figure
-    hh-jax analyze report ROOT [--preset NAME] [--main-run NAME]
+    hh-jax analyze report ROOT [--preset NAME] [--main-run NAME] [--paper-root ROOT2]
                                                  numbers.json, report.md, report.html from
-                                                 ROOT/figures/{pm_scaling,pm_mix,rl}/*_analysis.json
+                                                 ROOT/figures/{pm_scaling,pm_mix,rl}/*_analysis.json,
+                                                 judged by ROOT/criteria.toml (analysis/criteria.toml
+                                                 when not frozen); ROOT2's verdicts in a second column
     hh-jax analyze readme-table [--numbers docs/laptop/numbers.json] [--readme README.md] [--check]
                                                  the README's claims table from numbers.json
 
@@ -21,6 +23,7 @@ import sys
 from analysis import plots, report
 from analysis import pm as pm_lib
 from analysis import rl as rl_lib
+from analysis.criteria import CriteriaChangedError, CriteriaError
 from analysis.runs import RunFileError, discover, find_files, write_json
 
 
@@ -88,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--preset", default=None, help="preset name for the title and numbers.json")
   p.add_argument("--main-run", default=None, dest="main_run",
                  help="basename of the main PPO run directory (default: the first run)")
+  p.add_argument("--paper-root", default=None, dest="paper_root",
+                 help="results root of the paper-faithful variant: its verdicts fill the "
+                      "report's second column (default: 'not run')")
   p = sub.add_parser("readme-table", help="the README's results block from numbers.json")
   p.add_argument("--numbers", default=os.path.join("docs", "laptop", "numbers.json"))
   p.add_argument("--readme", default="README.md")
@@ -105,7 +111,7 @@ def _fit(args) -> None:
 
 
 def _write_report(args) -> None:
-  numbers = report.write_report(args.root, args.preset, args.main_run)
+  numbers = report.write_report(args.root, args.preset, args.main_run, args.paper_root)
   print(report.held_sentence(numbers))
   print(f"  report: wrote numbers.json, report.md, report.html to {args.root}")
 
@@ -130,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
       return _readme_table(args)
     else:
       _fit(args)
-  except (RunFileError, FileNotFoundError, report.ResultsBlockError) as e:
+  except (RunFileError, FileNotFoundError, report.ResultsBlockError, CriteriaError, CriteriaChangedError) as e:
     print(f"hh-jax analyze: error: {e}", file=sys.stderr)
     return 1
   return 0

@@ -296,3 +296,42 @@ def gao_bon_fit(d, gold) -> dict[str, float]:
   out = _gao_fit(d, gold, lambda x: x**2)
   out["d_peak"] = out["alpha"] / (2.0 * out["beta"]) if out["beta"] > 0 else float("inf")
   return out
+
+
+# ----------------------------------------------------------------------------- intervals over seeds
+
+# Student's t 0.975 quantiles for 1..30 degrees of freedom (two-sided 95%).
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+         2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+         2.052, 2.048, 2.045, 2.042)
+_Z975 = 1.959964
+
+
+def t975(df: int) -> float:
+  """The 0.975 quantile of Student's t with `df` degrees of freedom (table to 30, then the
+  Cornish-Fisher series z + (z^3 + z) / (4 df) + (5 z^5 + 16 z^3 + 3 z) / (96 df^2))."""
+  if df < 1:
+    raise ValueError(f"t975: need df >= 1, got {df}")
+  if df <= len(_T975):
+    return _T975[df - 1]
+  z = _Z975
+  return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+
+
+def seed_interval(values) -> dict[str, Any]:
+  """Mean of one statistic over independent seeds and its 95% t interval.
+
+  mean = sum x_s / k, sd = sqrt(sum (x_s - mean)^2 / (k - 1)),
+  ci = mean -+ t_{0.975, k-1} sd / sqrt(k). Non-finite values are left out; with one seed
+  the interval is None (a single run says nothing about seed-to-seed variation).
+  Returns {"mean", "ci": [lo, hi] or None, "sd", "n", "values"}.
+  """
+  x = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=np.float64)
+  if len(x) == 0:
+    return {"mean": None, "ci": None, "sd": None, "n": 0, "values": []}
+  mean = float(x.mean())
+  if len(x) == 1:
+    return {"mean": mean, "ci": None, "sd": None, "n": 1, "values": x.tolist()}
+  sd = float(x.std(ddof=1))
+  half = t975(len(x) - 1) * sd / np.sqrt(len(x))
+  return {"mean": mean, "ci": [mean - half, mean + half], "sd": sd, "n": len(x), "values": x.tolist()}

@@ -19,6 +19,11 @@ from analysis.runs import Run, RunFileError
 PAPER_HELPFUL_FIT = {"a": 0.72, "b": 0.007, "c": 0.015, "p0": 1e11, "d0": 8e4}
 P0, D0 = PAPER_HELPFUL_FIT["p0"], PAPER_HELPFUL_FIT["d0"]
 
+# The shortcut baselines beside every PM accuracy (hh_jax/eval/baselines.py): the shorter reply,
+# the reply with more distinct tokens, and a bag-of-words logistic regression fitted on the PM's
+# own training pairs.
+BASELINES = ("shorter_baseline", "distinct_baseline", "bow_baseline")
+
 _REQUIRED = ("params/non_embedding", "data/num_train", "eval/accuracy")
 
 
@@ -49,6 +54,8 @@ def pm_record(run: Run) -> dict[str, Any]:
       "accuracy": float(s["eval/accuracy"]),
       "bayes_ceiling": s.get("eval/bayes_ceiling"),
       "shorter_baseline": s.get("eval/shorter_baseline_accuracy"),
+      "distinct_baseline": s.get("eval/distinct_tokens_baseline_accuracy"),
+      "bow_baseline": s.get("eval/bow_baseline_accuracy"),
       "by_source": by_source, "bayes_by_source": bayes_by_source, "by_turn": by_turn,
   }
 
@@ -61,8 +68,8 @@ def family_of(rec: dict) -> str:
 
 def metric_value(rec: dict, metric: str) -> float | None:
   """'accuracy' or 'accuracy_<source>' or 'bayes_ceiling[_<source>]' from a record (None if absent)."""
-  if metric in ("accuracy", "bayes_ceiling"):
-    return rec[metric]
+  if metric in ("accuracy", "bayes_ceiling") + BASELINES:
+    return rec.get(metric)
   for prefix, table in (("accuracy_", "by_source"), ("bayes_ceiling_", "bayes_by_source")):
     if metric.startswith(prefix):
       return rec[table].get(metric[len(prefix):])
@@ -84,7 +91,7 @@ def aggregate(records: Sequence[dict]) -> list[dict]:
   cells = collections.defaultdict(list)
   for r in records:
     cells[(family_of(r), r["model_size"], r["params"], r["num_train"])].append(r)
-  metrics = ["accuracy", "bayes_ceiling"] + [f"{m}_{s}" for s in _sources(records)
+  metrics = ["accuracy", "bayes_ceiling", *BASELINES] + [f"{m}_{s}" for s in _sources(records)
                                              for m in ("accuracy", "bayes_ceiling")]
   out = []
   for (family, size, params, num_train), rs in sorted(cells.items(), key=lambda kv: (kv[0][0], kv[0][2], kv[0][3])):
@@ -221,6 +228,17 @@ def calibration_analysis(pooled: dict, n_bins: int = 10) -> dict[str, Any]:
   return out
 
 
+def per_run_ece(runs: Sequence[Run], n_bins: int = 10) -> list[dict]:
+  """[{"run", "seed", "ece", "n_pairs"}]: each run's own expected calibration error (the replicate
+  of the calibration claim's interval over seeds)."""
+  out = []
+  for run in runs:
+    gap = pooled_scores([run])["gap"]
+    out.append({"run": run.name, "seed": pm_record(run)["seed"], "n_pairs": len(gap),
+                "ece": fits.calibration_bins(gap, n_bins)["ece"]})
+  return out
+
+
 # ----------------------------------------------------------------------------- helpful / harmless tension
 
 
@@ -313,6 +331,7 @@ def analyze_pm(runs: Sequence[Run], n_boot: int = 1000, seed: int = 0, p0: float
     pooled = pooled_scores(calib_runs)
     calib = calibration_analysis(pooled)
     calib["runs"] = [r.name for r in calib_runs]
+    calib["by_run"] = per_run_ece(calib_runs)
     result["calibration"] = calib
     top = pm_record(calib_runs[0])
     figures["pm_calibration"] = pm_figures.fig_calibration(

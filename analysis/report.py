@@ -26,13 +26,11 @@ import os
 import re
 from typing import Any
 
-import numpy as np
-
+from analysis import claims as claims_lib
+from analysis import fits
+from analysis import criteria as criteria_lib
+from analysis.criteria import freeze_criteria, load_criteria  # noqa: F401 (the reproduction's entry points)
 from analysis.runs import read_json, write_json
-
-CLAIM_IDS = ("pm_accuracy_vs_params", "pm_accuracy_vs_data", "pm_loglinear_fit", "pm_calibration",
-             "helpful_harmless_tension", "rl_reward_linear_in_sqrt_kl", "train_test_pm_divergence",
-             "larger_pm_more_robust", "best_of_n", "elo")
 
 FIGURES = (  # (relative path stem, caption)
     ("pm_scaling/pm_accuracy_vs_data", "PM accuracy vs comparisons, one line per size (cf. Fig 7 left, 31, 32)"),
@@ -62,11 +60,6 @@ def _load(path: str) -> dict | None:
   return read_json(path) if os.path.exists(path) else None
 
 
-def _claim(cid, claim, paper, ours, ci, held, detail="") -> dict:
-  return {"id": cid, "claim": claim, "paper": paper, "ours": ours, "ci": ci,
-          "held": bool(held) if held is not None else False, "detail": detail}
-
-
 def _num(x) -> float | None:
   """x as a finite float, else None."""
   try:
@@ -76,204 +69,43 @@ def _num(x) -> float | None:
   return x if math.isfinite(x) else None
 
 
-def _ci95(estimate, stderr) -> list[float] | None:
-  """[estimate - 1.96 stderr, estimate + 1.96 stderr] (normal 95% interval); None if either is missing."""
-  estimate, stderr = _num(estimate), _num(stderr)
-  if estimate is None or stderr is None:
-    return None
-  return [estimate - 1.96 * stderr, estimate + 1.96 * stderr]
+# ----------------------------------------------------------------------------- claims
 
 
-# ----------------------------------------------------------------------------- PM claims
+def judge_claims(criteria: dict, inputs: dict, main_run: str | None = None) -> list[dict]:
+  """Every claim of the criteria, judged on one root's analysis outputs: one dict per claim with
+  the criteria's fields, the statistic's values, counts and per-seed numbers, and
+  verdict ("held" / "not held" / "not tested"), reason, ours (= values["value"]), ci, held."""
+  out = []
+  for spec in criteria["claims"]:
+    stat = claims_lib.compute(spec, inputs, main_run)
+    verdict, reason = criteria_lib.judge(spec, stat)
+    values = stat.get("values", {})
+    ci = [values.get("ci_low"), values.get("ci_high")]
+    out.append({
+        "id": spec["id"], "claim": spec["claim"], "paper": spec["paper"], "criterion": spec["criterion"],
+        "test": spec["test"], "requires": spec["requires"], "budget": spec["budget"],
+        "verdict": verdict, "held": verdict == "held", "reason": reason,
+        "ours": _num(values.get("value")), "ci": ci if None not in map(_num, ci) else None,
+        "values": values, "counts": stat.get("counts", {}), "per_seed": stat.get("per_seed", {}),
+        "detail": stat.get("detail") or stat.get("not_tested", "")})
+  return out
 
 
-def _scaling_claims(pm: dict | None) -> list[dict]:
-  """Accuracy per e-fold of parameters (b) and of data (c), and the joint law's R^2 (Fig 7, 32)."""
-  fit = (((pm or {}).get("scaling") or {}).get("metrics") or {}).get("accuracy")
-  if not fit:
-    return [_claim(cid, "PM scaling", "Fig 7", None, None, False, "no PM scaling fit")
-            for cid in ("pm_accuracy_vs_params", "pm_accuracy_vs_data", "pm_loglinear_fit")]
-  f, ci = fit["fit"], fit["ci95"]
-  # The law is about a PM's expected accuracy at (P, D): the claim is judged on the fit to
-  # the seed means of the cells; the run-level R^2 (capped by seed-to-seed noise) is beside it.
-  fc = fit.get("fit_cells") or f
-  r2_cells = _num(fc.get("r2"))
-  b_above_0 = bool(ci.get("b")) and ci["b"][0] > 0
-  c_above_0 = bool(ci.get("c")) and ci["c"][0] > 0
-  return [
-      _claim("pm_accuracy_vs_params", "PM accuracy rises log-linearly with model size",
-             "+0.007 accuracy per e-fold of parameters (helpful-only fit; Fig 7, 32)",
-             f["b"], ci.get("b"), b_above_0,
-             f"b = d acc / d ln P over {fit['n_runs']} runs; 95% bootstrap CI over seeds"),
-      _claim("pm_accuracy_vs_data", "PM accuracy rises log-linearly with the number of comparisons",
-             "+0.015 accuracy per e-fold of comparisons (helpful-only fit; Fig 7, 32)",
-             f["c"], ci.get("c"), c_above_0, "c = d acc / d ln D"),
-      _claim("pm_loglinear_fit", "acc = a + b ln P + c ln D describes the whole grid",
-             "acc = 0.72 + 0.007 ln(P/1e11) + 0.015 ln(D/8e4)",
-             r2_cells, ci.get("r2_cells", ci.get("r2")),
-             r2_cells is not None and r2_cells >= 0.9 and f["b"] > 0 and f["c"] > 0 and b_above_0 and c_above_0,
-             f"R^2 of the joint fit to the seed means of the {fit.get('n_cells')} (P, D) cells "
-             f"(held if >= 0.9 with b and c CIs above 0); over the {fit['n_runs']} single runs "
-             f"R^2 = {f['r2']:.3f}; a={f['a']:.3f}, b={f['b']:.4f}, c={f['c']:.4f}"),
-  ]
+def paper_faithful_column(claims: list[dict], paper_claims: list[dict] | None) -> None:
+  """Put each claim's paper-faithful verdict beside it (in place): {"verdict", "reason", "ours",
+  "ci"} from the same claim judged on the paper-faithful root, or verdict "not run"."""
+  by_id = {c["id"]: c for c in paper_claims or []}
+  for c in claims:
+    p = by_id.get(c["id"])
+    c["paper_faithful"] = ({"verdict": "not run", "reason": "no paper-faithful run", "ours": None, "ci": None}
+                           if p is None else {k: p[k] for k in ("verdict", "reason", "ours", "ci", "values")})
 
 
-def _calibration_claim(pm: dict | None) -> dict:
-  """Expected calibration error of the largest PM's score gaps (Fig 9); held if ECE < 0.05."""
-  calib = (pm or {}).get("calibration")
-  if not calib:
-    return _claim("pm_calibration", "PM calibration", "Fig 9", None, None, False, "no scores")
-  ece = _num(calib["pooled"].get("ece"))
-  return _claim(
-      "pm_calibration", "PM score gaps are calibrated: P(chosen preferred) = 1/(1+e^-gap)",
-      "well calibrated on helpful data, slightly under-confident on the HH mix (Fig 9)",
-      ece, None, ece is not None and ece < 0.05,
-      f"expected calibration error over {calib.get('n_pairs')} test pairs (held if < 0.05)")
-
-
-def _tension_claim(mix: dict | None) -> dict:
-  """Helpful-only PM on harmless pairs and harmless-only PM on helpful pairs both < 0.5, every
-  intermediate mix > 0.5 on both (Fig 19)."""
-  rows = (mix or {}).get("mix") or []
-  if not rows:
-    return _claim("helpful_harmless_tension", "helpful/harmless tension", "Fig 19", None, None,
-                  False, "no mix sweep")
-  by_frac: dict[float, list[dict]] = {}
-  for r in rows:
-    by_frac.setdefault(r["helpful_fraction"], []).append(r)
-  lo, hi = min(by_frac), max(by_frac)
-  help_only_on_harm = float(np.mean([r["harmless"] for r in by_frac[hi]]))
-  harm_only_on_help = float(np.mean([r["helpful"] for r in by_frac[lo]]))
-  mids = [r for f, rs in by_frac.items() if lo < f < hi for r in rs]
-  mix_min = float(min(min(r["helpful"], r["harmless"]) for r in mids)) if mids else None
-  held = help_only_on_harm < 0.5 and harm_only_on_help < 0.5 and (mix_min or 0) > 0.5
-  return _claim(
-      "helpful_harmless_tension",
-      "A PM trained on helpful data only is below chance on harmless pairs (and vice versa); "
-      "a mix is above chance on both",
-      "well below chance on the other distribution (Fig 19)",
-      {"helpful_only_on_harmless": help_only_on_harm, "harmless_only_on_helpful": harm_only_on_help,
-       "mixed_worst": mix_min}, None, held,
-      f"{len(rows)} (size, fraction) cells")
-
-
-def pm_claims(pm: dict | None, mix: dict | None) -> list[dict]:
-  """The PM claims from pm_scaling's and pm_mix's pm_analysis.json (either may be None)."""
-  return _scaling_claims(pm) + [_calibration_claim(pm), _tension_claim(mix)]
-
-
-# ----------------------------------------------------------------------------- RL claims
-
-
-def main_run(rl: dict, name: str | None) -> dict | None:
-  """The rl_analysis.json entry of the PPO run whose directory is called `name` (the first run
-  when `name` is None or matches none)."""
-  runs = rl.get("runs") or []
-  for r in runs:
-    if name and os.path.basename(r["name"]) == os.path.basename(name):
-      return r
-  return runs[0] if runs else None
-
-
-def _sqrt_kl_claim(main: dict) -> dict:
-  """Train-PM score linear in sqrt(KL) over the first half of the main run: R^2 >= 0.95, slope > 0."""
-  f = main["score_vs_sqrt_kl"]["train"] or {}
-  slope, r2 = _num(f.get("slope")), _num(f.get("r2"))
-  return _claim(
-      "rl_reward_linear_in_sqrt_kl", "During PPO the PM score rises linearly in sqrt(KL)",
-      "roughly linear for much of training, parallel across policy sizes (Fig 4, 13)",
-      {"slope": slope, "r2": r2}, _ci95(slope, f.get("slope_stderr")),
-      r2 is not None and r2 >= 0.95 and (slope or 0) > 0,
-      f"{main['name']}: linear fit over the first half of training")
-
-
-def _divergence_claim(main: dict) -> dict:
-  """Per test PM, the gain gap of `analysis.rl.gain_gaps`: held if at every test PM the end gap
-  is > 0 and the early gap is below half of it."""
-  gaps = main.get("gain_gaps") or {}
-  if not gaps:
-    return _claim("train_test_pm_divergence", "train vs test PM", "Fig 4", None, None, False,
-                  "no test PMs")
-  ends = {n: _num(g.get("end")) for n, g in gaps.items()}
-  earlies = {n: _num(g.get("early")) for n, g in gaps.items()}
-  held = all(ends[n] is not None and earlies[n] is not None and ends[n] > 0 and earlies[n] < 0.5 * ends[n]
-             for n in gaps)
-  return _claim(
-      "train_test_pm_divergence",
-      "Train- and test-PM scores agree early in RL, then the train PM pulls ahead",
-      "agree up to ~150k RL samples, then diverge with the train PM higher (Fig 4 left)",
-      gaps, None, held,
-      "gain gap = (train-PM gain) - (test-PM gain) since the first iteration, averaged over "
-      "5 iterations, at 20% of training (early) and at the end")
-
-
-def _robustness_claim(rl: dict) -> dict:
-  """The slope of test-PM gain vs ln(test-PM params) across runs (`analysis.rl.robustness_fit`):
-  held if its 95% interval is above 0."""
-  fit = rl.get("robustness_fit")
-  if not fit:
-    return _claim("larger_pm_more_robust", "larger PMs are more robust", "Fig 33", None, None, False,
-                  "needs test PMs of >= 2 sizes")
-  slope = _num(fit.get("slope"))
-  ci = _ci95(slope, fit.get("slope_stderr"))
-  return _claim(
-      "larger_pm_more_robust",
-      "Scored by larger test PMs, RL gains more: larger PMs are more robust",
-      "test-PM score at 200k samples rises with test-PM size (Fig 33)",
-      {"slope_gain_per_ln_params": slope}, ci, ci is not None and ci[0] > 0,
-      f"{fit.get('n_points')} (run, test PM) points at the fixed budget")
-
-
-def _best_of_n_claim(rl: dict) -> dict:
-  """Train-PM score strictly rising in n, and the gold score at the largest n above n = 1 (Fig 36)."""
-  bons = rl.get("best_of_n") or []
-  if not bons:
-    return _claim("best_of_n", "best-of-n", "Fig 36", None, None, False, "no bon.json")
-  b = bons[0]
-  train = np.asarray(b["scores"]["score_train"], float)
-  gold = np.asarray(b["scores"].get("gold_hh", []), float)
-  held = bool(np.all(np.diff(train) > 0)) and (len(gold) == 0 or gold[-1] > gold[0])
-  return _claim(
-      "best_of_n", "Best-of-n sampling raises the PM score smoothly, with KL = log n - (n-1)/n",
-      "best-of-k Elo rises over k = 1..64; online RLHF ~ best-of-64 (Fig 36)",
-      {"n_max": b["n"][-1], "kl_bound": b["kl_bound"][-1], "train_gain": float(train[-1] - train[0]),
-       "gold_gain": float(gold[-1] - gold[0]) if len(gold) else None}, None, held,
-      "expected best-of-n score selected by the train PM (unbiased order-statistic estimator)")
-
-
-def _elo_claim(rl: dict) -> dict:
-  """Peak gold Elo above 0 (95% CI) and PM-predicted Elo above gold Elo after the first snapshot (Fig 15)."""
-  elos = rl.get("elo") or []
-  if not elos:
-    return _claim("elo", "Elo", "Fig 15", None, None, False, "no elo.json")
-  e = elos[0]
-  gold = np.asarray(e["elo_gold"], float)
-  err = np.asarray(e["elo_gold_stderr"], float)
-  pred = np.asarray(e["elo_pm_predicted"], float)
-  peak = int(np.argmax(gold - 1.96 * err))
-  overestimates = bool(np.all(pred[1:] > gold[1:]))
-  return _claim(
-      "elo", "RLHF raises Elo; PM-predicted Elo (174 x delta PM) overestimates the human Elo",
-      "PM-predicted Elo overestimates crowdworker Elo (Fig 15 right, 35)",
-      {"gold_elo_peak": float(gold[peak]), "gold_elo_final": float(gold[-1]),
-       "pm_predicted_elo_final": float(pred[-1]), "peak_at_samples": e["samples"][peak]},
-      _ci95(gold[peak], err[peak]), gold[peak] - 1.96 * err[peak] > 0 and overestimates,
-      "gold-labeller Elo by maximum likelihood, anchored at the initial policy; held if the "
-      "peak gold Elo is above 0 (95% CI) and the PM-predicted Elo is above the gold Elo at "
-      "every later snapshot")
-
-
-def rl_claims(rl: dict | None, main_name: str | None = None) -> list[dict]:
-  """The RL claims from rl_analysis.json (None: every RL claim not held); `main_name` picks the
-  PPO run of the per-run claims (see main_run)."""
-  rl = rl or {}
-  main = main_run(rl, main_name)
-  if main:
-    out = [_sqrt_kl_claim(main), _divergence_claim(main), _robustness_claim(rl)]
-  else:
-    out = [_claim(cid, "PPO", "Fig 4", None, None, False, "no PPO runs")
-           for cid in ("rl_reward_linear_in_sqrt_kl", "train_test_pm_divergence", "larger_pm_more_robust")]
-  return out + [_best_of_n_claim(rl), _elo_claim(rl)]
+def load_inputs(root: str) -> dict:
+  """The analysis outputs under <root>/figures (each None when absent)."""
+  fig_dir = os.path.join(root, "figures")
+  return {k: _load(os.path.join(fig_dir, rel)) for k, rel in ANALYSIS_FILES.items()}
 
 
 # ----------------------------------------------------------------------------- tables and pages
@@ -317,48 +149,192 @@ def format_estimate(v: Any, ci) -> tuple[str, str]:
   return fmt(v), f"[{fmt(ci[0])}, {fmt(ci[1])}]"
 
 
-def results_table(numbers: dict) -> str:
-  """The markdown claims table of numbers.json: claim | paper | ours | 95% CI | held, one row per
-  claim; a single estimate with an interval is rounded to the precision the interval supports."""
+def format_number(x: Any) -> str:
+  """A number without an interval: 3 significant digits (integers as they are); None -> 'n/a'."""
+  if x is None or isinstance(x, bool) or not isinstance(x, (int, float)):
+    return "n/a" if x is None else str(x)
+  if isinstance(x, int) or (math.isfinite(x) and x == round(x) and abs(x) >= 1):
+    return f"{int(round(x))}"
+  return f"{x:.3g}"
+
+
+def estimate_cells(v: Any, ci) -> tuple[str, str]:
+  """(value, interval) cells: rounded to `interval_decimals` when there is an interval, else
+  3 significant digits and 'n/a'."""
+  if interval_decimals(ci) is not None and isinstance(v, (int, float)):
+    return format_estimate(v, ci)
+  return format_number(v), "n/a"
+
+
+def _row(cells) -> str:
+  return "| " + " | ".join(_cell(str(x)) for x in cells) + " |"
+
+
+def legacy_results_table(numbers: dict) -> str:
+  """The claims table of a numbers.json written before the criteria file (claims with `held`
+  only): claim | paper | ours | 95% CI | held."""
   lines = ["| claim | paper | ours | 95% CI | held |", "|---|---|---|---|---|"]
   for c in numbers["claims"]:
     ours, ci = format_estimate(c["ours"], c["ci"])
-    cells = [f"**{c['id']}**: {c['claim']}", c["paper"], ours, ci, "yes" if c["held"] else "**no**"]
-    lines.append("| " + " | ".join(_cell(str(x)) for x in cells) + " |")
+    lines.append(_row([f"**{c['id']}**: {c['claim']}", c["paper"], ours, ci, "yes" if c["held"] else "**no**"]))
   return "\n".join(lines)
 
 
-def held_sentence(numbers: dict) -> str:
-  claims = numbers["claims"]
-  return f"{sum(c['held'] for c in claims)} of {len(claims)} claims of Bai et al. 2022 held at this scale."
+def verdict_text(verdict: str, reason: str = "") -> str:
+  """'held', '**not held**', or 'not tested: <reason>' (a reason is part of a not-tested verdict)."""
+  if verdict == "not held":
+    return "**not held**"
+  return f"{verdict}: {reason}" if verdict == "not tested" and reason else verdict
+
+
+def results_table(numbers: dict) -> str:
+  """The markdown claims table of numbers.json, one row per claim and one value per cell:
+  claim | paper | criterion | ours | 95% CI | verdict | paper-faithful. `ours` is the claim's
+  headline statistic, rounded to the precision its interval over seeds supports. A numbers.json
+  from before the criteria file gets `legacy_results_table`."""
+  if not any("verdict" in c for c in numbers["claims"]):
+    return legacy_results_table(numbers)
+  lines = ["| claim | paper | criterion | ours | 95% CI | verdict | paper-faithful |",
+           "|---|---|---|---|---|---|---|"]
+  for c in numbers["claims"]:
+    ours, ci = estimate_cells(c["ours"], c["ci"])
+    pf = c.get("paper_faithful") or {"verdict": "not run"}
+    lines.append(_row([f"**{c['id']}**: {c['claim']}", c["paper"], c["criterion"], ours, ci,
+                       verdict_text(c["verdict"], c["reason"]), verdict_text(pf["verdict"])]))
+  return "\n".join(lines)
+
+
+def verdict_counts(claims: list[dict]) -> dict[str, int]:
+  """{"held", "not held", "not tested"}: how many claims have each verdict."""
+  return {v: sum(c.get("verdict") == v for c in claims) for v in criteria_lib.VERDICTS}
+
+
+def held_sentence(numbers: dict, claims: list[dict] | None = None) -> str:
+  """'X of Y tested claims of Bai et al. 2022 held at this scale; Z not tested.' (a not-tested
+  claim is not counted as failed)."""
+  claims = numbers["claims"] if claims is None else claims
+  if not any("verdict" in c for c in claims):
+    return f"{sum(c['held'] for c in claims)} of {len(claims)} claims of Bai et al. 2022 held at this scale."
+  n = verdict_counts(claims)
+  tested = n["held"] + n["not held"]
+  return (f"{n['held']} of {tested} tested claims of Bai et al. 2022 held at this scale; "
+          f"{n['not tested']} not tested.")
+
+
+def _value_rows(values: dict) -> list[tuple[str, Any, Any]]:
+  """(name, estimate, [lo, hi] or None) for each named value, its _ci_low/_ci_high folded in."""
+  rows = []
+  for k, v in values.items():
+    if k.endswith(("_ci_low", "_ci_high")) or k in ("ci_low", "ci_high"):
+      continue
+    lo, hi = (values.get("ci_low"), values.get("ci_high")) if k == "value" else \
+        (values.get(f"{k}_ci_low"), values.get(f"{k}_ci_high"))
+    rows.append((k, v, [lo, hi] if lo is not None and hi is not None else None))
+  return rows
+
+
+def statistics_table(claims: list[dict]) -> list[str]:
+  """Every named value of every claim's statistic: claim | value | ours | 95% CI | seeds |
+  paper-faithful | its 95% CI."""
+  lines = ["| claim | value | ours | 95% CI | seeds | paper-faithful | paper-faithful 95% CI |",
+           "|---|---|---|---|---|---|---|"]
+  for c in claims:
+    pf_values = ((c.get("paper_faithful") or {}).get("values")) or {}
+    pf_rows = {k: (v, ci) for k, v, ci in _value_rows(pf_values)}
+    for k, v, ci in _value_rows(c["values"]):
+      ours, ours_ci = estimate_cells(v, ci)
+      pf, pf_ci = estimate_cells(*pf_rows[k]) if k in pf_rows else ("not run", "n/a")
+      lines.append(_row([c["id"], k, ours, ours_ci, format_number(c["counts"].get("seeds")), pf, pf_ci]))
+  return lines
+
+
+def baselines_table(pm: dict | None) -> list[str]:
+  """Each cell of the main PM grid beside the shortcut baselines and the Bayes ceiling:
+  size | pairs | seeds | accuracy | 95% CI | shorter reply | distinct tokens | bag of words | Bayes
+  ceiling. The accuracy's interval is mean -+ t(0.975, k-1) sd / sqrt(k) over its k seeds."""
+  if not pm or not pm.get("n_runs"):
+    return ["no PM scaling runs"]
+  family = pm["scaling"]["family"]
+  lines = ["| PM size | pairs | seeds | accuracy | 95% CI | shorter reply | distinct tokens | "
+           "bag of words | Bayes ceiling |", "|---|---|---|---|---|---|---|---|---|"]
+  for cell in (c for c in pm["table"]["cells"] if c["family"] == family):
+    n, sd = cell["n_seeds"], _num(cell.get("accuracy_std"))
+    half = fits.t975(n - 1) * sd / math.sqrt(n) if n > 1 and sd is not None else None
+    mean = cell["accuracy_mean"]
+    acc, ci = estimate_cells(mean, [mean - half, mean + half] if half else None)
+    others = [cell.get(f"{k}_mean") for k in ("shorter_baseline", "distinct_baseline", "bow_baseline",
+                                              "bayes_ceiling")]
+    lines.append(_row([cell["model_size"], cell["num_train"], n, acc, ci,
+                       *(f"{x:.3f}" if x is not None else "n/a" for x in others)]))
+  return lines
+
+
+def _criteria_line(criteria: dict) -> str:
+  where = ("frozen in `criteria.toml` before the runs" if criteria.get("frozen")
+           else "not frozen in this root: the packaged `analysis/criteria.toml`")
+  return f"Criteria: {where} (sha256 `{criteria.get('sha256', '?')[:16]}`)."
 
 
 def report_lines(numbers: dict, fig_dir: str) -> list[str]:
-  """report.md: title, the held sentence, the claims table, the failed claims, the figures present."""
-  failed = [c for c in numbers["claims"] if not c["held"]]
-  lines = [f"# hh-jax reproduction report ({numbers['preset'] or 'custom'})", "", held_sentence(numbers), "",
-           results_table(numbers), "", "## Did not hold at this scale", ""]
-  lines += [f"- **{c['id']}**: {c['detail'] or c['claim']} (ours: {format_value(c['ours'])})" for c in failed] \
-      or ["- every claim held"]
-  lines += ["", "## Figures", ""]
+  """report.md: title, the held sentences, the claims table, what did not hold and what was not
+  tested (with the reasons), every statistic, the PM accuracies beside the baselines, the figures."""
+  claims = numbers["claims"]
+  lines = [f"# hh-jax reproduction report ({numbers['preset'] or 'custom'})", "", held_sentence(numbers), ""]
+  if (numbers.get("paper_faithful") or {}).get("claims"):
+    lines += [f"Paper-faithful variant: {held_sentence(numbers, numbers['paper_faithful']['claims'])}", ""]
+  if numbers.get("criteria"):
+    lines += [_criteria_line(numbers["criteria"]), ""]
+  lines += [results_table(numbers), "", "## Did not hold", ""]
+  lines += [f"- **{c['id']}**: {c['criterion']} ({c['reason']})" for c in claims
+            if c["verdict"] == "not held"] or ["- every tested claim held"]
+  lines += ["", "## Not tested", ""]
+  lines += [f"- **{c['id']}**: {c['reason']} (needs: {c['budget']})" for c in claims
+            if c["verdict"] == "not tested"] or ["- every claim was tested"]
+  lines += ["", "## Every statistic", "", *statistics_table(claims), "",
+            "## PM accuracy beside the shortcut baselines", "", *baselines_table(numbers.get("pm_scaling")),
+            "", "## Figures", ""]
   for stem, caption in FIGURES:
     if os.path.exists(os.path.join(fig_dir, stem + ".png")):
       lines += [f"### {caption}", "", f"![{caption}](figures/{stem}.png)", ""]
   return "\n".join(lines).split("\n")
 
 
-def write_report(root: str, preset_name: str | None = None, main_run: str | None = None) -> dict:
-  """numbers.json, report.md and report.html under `root` from its analysis outputs.
+def _paper_claims(criteria: dict, paper_root: str | None, main_run: str | None) -> list[dict] | None:
+  """The claims judged on the paper-faithful root (None when it has no analysis outputs); its
+  criteria must be the same file (CriteriaChangedError otherwise)."""
+  if not paper_root or not os.path.isdir(os.path.join(paper_root, "figures")):
+    return None
+  theirs = load_criteria(paper_root)
+  if theirs["sha256"] != criteria["sha256"]:
+    raise criteria_lib.CriteriaChangedError(
+        f"{paper_root} is judged by criteria {theirs['path']} (sha256 {theirs['sha256'][:12]}), "
+        f"not those of the main root ({criteria['sha256'][:12]}): one column, one criteria file")
+  return judge_claims(criteria, load_inputs(paper_root), main_run)
 
-  main_run: the basename of the main PPO run directory (e.g. "policy-100k-pm-100k"), whose
-  fits the per-run RL claims use; None: the first run in rl_analysis.json. Returns numbers.
+
+def write_report(root: str, preset_name: str | None = None, main_run: str | None = None,
+                 paper_root: str | None = None) -> dict:
+  """numbers.json, report.md and report.html under `root` from its analysis outputs, every claim
+  judged by the criteria frozen in root (`load_criteria`).
+
+  main_run: the basename of the main PPO run directory (e.g. "policy-100k-pm-100k", with or
+  without its seed suffix), whose config the per-run RL claims use; None: the first run's.
+  paper_root: the results root of the paper-faithful variant, judged by the same criteria into
+  the "paper-faithful" column ("not run" when None or not analysed). Returns numbers.
   """
-  fig_dir = os.path.join(root, "figures")
-  loaded = {k: _load(os.path.join(fig_dir, rel)) for k, rel in ANALYSIS_FILES.items()}
-  claims = pm_claims(loaded["pm_scaling"], loaded["pm_mix"]) + rl_claims(loaded["rl"], main_run)
-  numbers = {"preset": preset_name, "claims": claims, **loaded}
+  criteria = load_criteria(root)
+  inputs = load_inputs(root)
+  claims = judge_claims(criteria, inputs, main_run)
+  paper_claims = _paper_claims(criteria, paper_root, main_run)
+  paper_faithful_column(claims, paper_claims)
+  numbers = {"preset": preset_name,
+             "criteria": {k: criteria[k] for k in ("path", "sha256", "frozen", "version")},
+             "claims": claims,
+             "paper_faithful": None if paper_claims is None else {"root": os.path.abspath(paper_root),
+                                                                  "claims": paper_claims},
+             **inputs}
   write_json(os.path.join(root, "numbers.json"), numbers)
-  lines = report_lines(numbers, fig_dir)
+  lines = report_lines(numbers, os.path.join(root, "figures"))
   with open(os.path.join(root, "report.md"), "w") as f:
     f.write("\n".join(lines) + "\n")
   with open(os.path.join(root, "report.html"), "w") as f:
@@ -370,35 +346,57 @@ def _table_row(line: str) -> list[str]:
   return [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line.strip().strip("|"))]
 
 
+def _inline(text: str) -> str:
+  """Markdown inline marks as HTML: **bold** and `code`, the rest escaped."""
+  text = html.escape(text)
+  text = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
+  return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
+
+
 def html_page(root: str, md_lines: list[str]) -> str:
-  """A self-contained page from report.md's lines: the table as HTML, the figures inline as base64 PNGs."""
+  """A self-contained page from report.md's lines: tables as HTML (first row a header), lists,
+  headings, and the figures inline as base64 PNGs."""
   out = ["<!doctype html><meta charset='utf-8'><title>hh-jax report</title>",
-         "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}"
-         "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px}</style>"]
-  in_table = False
+         "<style>body{font-family:sans-serif;max-width:1200px;margin:auto}"
+         "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px;"
+         "vertical-align:top}th{background:#f3f3f3}td.num{text-align:right;white-space:nowrap}</style>"]
+  state = None  # "table", "header" (a table before its first row) or "list"
   for line in md_lines:
-    if line.startswith("|"):
+    kind = "table" if line.startswith("|") else "list" if line.startswith("- ") else None
+    if state and (kind is None or (kind == "list") != (state == "list")):
+      out.append("</ul>" if state == "list" else "</table>")
+      state = None
+    if kind == "table":
       cells = _table_row(line)
       if set("".join(cells)) <= {"-"}:
         continue
-      if not in_table:
+      tag = "th" if state is None else "td"
+      state = "table"
+      if tag == "th":
         out.append("<table>")
-        in_table = True
-      out.append("<tr>" + "".join(f"<td>{html.escape(c).replace('**', '')}</td>" for c in cells) + "</tr>")
-      continue
-    if in_table:
-      out.append("</table>")
-      in_table = False
-    if line.startswith("!["):
+      out.append("<tr>" + "".join(
+          f"<{tag}{_num_class(c, tag)}>{_inline(c)}</{tag}>" for c in cells) + "</tr>")
+    elif kind == "list":
+      if state is None:
+        out.append("<ul>")
+        state = "list"
+      out.append(f"<li>{_inline(line[2:])}</li>")
+    elif line.startswith("!["):
       with open(os.path.join(root, line[line.rindex("(") + 1:-1]), "rb") as f:
         data = base64.b64encode(f.read()).decode()
       out.append(f"<img style='max-width:100%' src='data:image/png;base64,{data}'>")
     elif line.startswith("#"):
       level = len(line) - len(line.lstrip("#"))
-      out.append(f"<h{level}>{html.escape(line.lstrip('# '))}</h{level}>")
+      out.append(f"<h{level}>{_inline(line.lstrip('# '))}</h{level}>")
     elif line:
-      out.append(f"<p>{html.escape(line).replace('**', '')}</p>")
+      out.append(f"<p>{_inline(line)}</p>")
+  if state:
+    out.append("</ul>" if state == "list" else "</table>")
   return "\n".join(out)
+
+
+def _num_class(cell: str, tag: str) -> str:
+  return " class='num'" if tag == "td" and re.fullmatch(r"[-\[\]0-9., ]+", cell) else ""
 
 
 # ----------------------------------------------------------------------------- README

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from analysis import fits, rl_figures
-from analysis.runs import Run, RunFileError, read_json
+from analysis.runs import Run, RunFileError, read_json, split_seed
 
 
 # ----------------------------------------------------------------------------- curves
@@ -50,8 +50,11 @@ def rl_curve(run: Run) -> dict[str, Any]:
   tests = {t["name"]: t for t in pms.get("test", [])}
   for name in test_names:
     tests.setdefault(name, {"name": name, "model_size": None, "params": None})
+  config, seed = split_seed(run.name)
   return {
-      "name": run.name, "dir": run.dir,
+      "name": run.name, "dir": run.dir, "config": config,
+      "seed": seed if seed is not None else int(run.config.get("seed", 0) or 0),
+      "initial": initial_stats(run.samples[0] if run.samples else {}),
       "policy": pms.get("policy", {"name": None, "model_size": None, "params": None}),
       "train_pm": pms.get("train", {"name": None, "model_size": None, "params": None}),
       "tests": {n: tests[n] for n in test_names},
@@ -60,6 +63,26 @@ def rl_curve(run: Run) -> dict[str, Any]:
       "score_test": {n: _column(rows, f"ppo/score_test/{n}") for n in test_names},
       "gold": {k: _column(rows, f"gold/{k}") for k in gold_keys},
   }
+
+
+def initial_stats(first_line: dict) -> dict[str, dict[str, float]]:
+  """Mean and std of every scorer over the first iteration's samples (samples.jsonl's first line):
+  those rollouts come from the initial policy, so they are the same base-policy samples for every
+  PM of a run. {"score_train" | "score_test/<name>" | "gold_<k>": {"mean", "std", "n"}}."""
+  out = {}
+  for key, values in first_line.items():
+    if key == "score_train" or key.startswith(("score_test/", "gold_")):
+      x = np.asarray(values, np.float64)
+      x = x[np.isfinite(x)]
+      if len(x) >= 2:
+        out[key] = {"mean": float(x.mean()), "std": float(x.std(ddof=1)), "n": len(x)}
+  return out
+
+
+def initial_std(curve: dict, scorer: str) -> float | None:
+  """The std of `scorer`'s scores of the initial policy's samples (None if unknown or 0)."""
+  std = (curve.get("initial") or {}).get(scorer, {}).get("std")
+  return std if std else None
 
 
 def rl_curves(runs: Sequence[Run]) -> list[dict[str, Any]]:
@@ -134,18 +157,31 @@ def window_mean(x, i: int, window: int = 5) -> float:
   return float(np.mean(x[max(0, i - window // 2): i + window // 2 + 1]))
 
 
-def gain_gaps(curve: dict, window: int = 5) -> dict[str, dict[str, float]]:
+def standardized_gain_gap_series(curve: dict, test: str) -> np.ndarray | None:
+  """(T,) gain gap on the shared scale: gap_t = (train_t - train_0) / sd_train - (test_t - test_0) / sd_test,
+  each PM's gain divided by the std of its own scores of the initial policy's samples (so a PM
+  whose logits are twice as large does not count twice). None without those stds."""
+  sd_train, sd_test = initial_std(curve, "score_train"), initial_std(curve, f"score_test/{test}")
+  if sd_train is None or sd_test is None:
+    return None
+  train, other = curve["score_train"], curve["score_test"][test]
+  return (train - train[0]) / sd_train - (other - other[0]) / sd_test
+
+
+def gain_gaps(curve: dict, window: int = 5, standardized: bool = False) -> dict[str, dict[str, float]]:
   """Per test PM: the gain gap early in training and at the end (paper Fig 4 left).
 
   early = window_mean(gap, max(window, T // 5)) (about 20% of training),
   end = window_mean(gap, T - 1 - window // 2) (the last `window` iterations); T = iterations.
+  standardized: the gaps of `standardized_gain_gap_series` (test PMs without stds left out).
   """
   n = len(curve["score_train"])
   early, end = max(window, n // 5), n - 1 - window // 2
   out = {}
   for name in curve["score_test"]:
-    gap = gain_gap_series(curve, name)
-    out[name] = {"early": window_mean(gap, early, window), "end": window_mean(gap, end, window)}
+    gap = standardized_gain_gap_series(curve, name) if standardized else gain_gap_series(curve, name)
+    if gap is not None:
+      out[name] = {"early": window_mean(gap, early, window), "end": window_mean(gap, end, window)}
   return out
 
 
@@ -155,14 +191,18 @@ def robustness(curve: dict, budget: float | None = None) -> dict[str, Any]:
   gain = score(budget) - score(first iteration): subtracting each PM's score of the initial
   policy removes its arbitrary offset (paper App B.2 mean-removes scores when comparing PMs).
   gap = score_train - score_test (raw) and gain_gap = train gain - test gain (over-optimisation).
+  gain_std = gain / (std of the test PM's scores of the initial policy's samples): the gain on a
+  scale shared by all test PMs (None without samples.jsonl).
   """
   i = budget_index(curve["samples"], budget)
   train = curve["score_train"]
   tests = {}
   for name, s in curve["score_test"].items():
+    sd = initial_std(curve, f"score_test/{name}")
     tests[name] = {
         "model_size": curve["tests"][name].get("model_size"), "params": curve["tests"][name].get("params"),
         "score": float(s[i]), "gain": float(s[i] - s[0]),
+        "gain_std": float(s[i] - s[0]) / sd if sd else None,
         "gap_start": float(train[0] - s[0]), "gap_end": float(train[i] - s[i]),
         "gain_gap": float(gain_gap_series(curve, name)[i]),
     }
@@ -174,7 +214,8 @@ def robustness(curve: dict, budget: float | None = None) -> dict[str, Any]:
 def run_fits(curve: dict, budget: float | None = None, fraction: float = 0.5) -> dict[str, Any]:
   """Every fitted number for one PPO run."""
   return {
-      "name": curve["name"], "policy": curve["policy"], "train_pm": curve["train_pm"],
+      "name": curve["name"], "config": curve["config"], "seed": curve["seed"],
+      "initial": curve["initial"], "policy": curve["policy"], "train_pm": curve["train_pm"],
       "n_iterations": len(curve["step"]), "final_samples": float(curve["samples"][-1]),
       "final_sqrt_kl": float(curve["sqrt_kl"][-1]),
       "score_vs_sqrt_kl": {"fraction": fraction, "train": score_kl_fit(curve["sqrt_kl"], curve["score_train"], fraction),
@@ -183,6 +224,7 @@ def run_fits(curve: dict, budget: float | None = None, fraction: float = 0.5) ->
       "gold_gao_rl": {k: gold_gao_fit(curve["sqrt_kl"], g) for k, g in curve["gold"].items()},
       "robustness": robustness(curve, budget),
       "gain_gaps": gain_gaps(curve),
+      "gain_gaps_std": gain_gaps(curve, standardized=True),
   }
 
 

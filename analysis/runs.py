@@ -17,6 +17,7 @@ import functools
 import json
 import math
 import os
+import re
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,18 @@ import numpy as np
 # Directories never searched for runs: checkpoints can hold thousands of files.
 _PRUNE = {"checkpoints", "ckpt", "params", "__pycache__", ".git"}
 MAX_DEPTH = 4  # root/<group>/<sweep>/<run>/ is depth 3; one more level of slack
+
+
+_SEED_SUFFIX = re.compile(r"^(?P<base>.+?)[-_]s(?P<seed>\d+)$")
+
+
+def split_seed(name: str) -> tuple[str, int | None]:
+  """A run name without its seed suffix, and the seed: 'ppo/policy-25k-pm-100k-s2' ->
+  ('ppo/policy-25k-pm-100k', 2), '25k-n4000_s0' -> ('25k-n4000', 0); no '-s<k>' / '_s<k>'
+  suffix -> (name, None). Runs of one config differ only in that suffix: the seed is the
+  replicate of every interval over seeds."""
+  m = _SEED_SUFFIX.match(name.rstrip("/"))
+  return (m["base"], int(m["seed"])) if m else (name, None)
 
 
 class RunFileError(ValueError):
