@@ -313,6 +313,20 @@ class _Resumable:
   def __iter__(self):
     return self
 
+  def run_batch_rows(self) -> list[np.ndarray]:
+    """The row indices (B,) of every batch of the whole run, from its start (a fresh order
+    of the same seed, so a resumed iterator gives the same list); needs num_epochs."""
+    o = self._order
+    if o.num_epochs is None:
+      raise ValueError("run_batch_rows needs a finite num_epochs")
+    fresh = _EpochOrder(o.num_examples, o.batch_size, o.seed, o.drop_remainder, o.num_epochs, None)
+    rows = []
+    while True:
+      try:
+        rows.append(fresh.next_rows()[0])
+      except StopIteration:
+        return rows
+
 
 class PairIterator(_Resumable):
   """Shuffled, resumable `PairBatch`es over `PairArrays`.

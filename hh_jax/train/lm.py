@@ -3,7 +3,14 @@
     L = - sum_{b,t} m_{b,t+1} log p(x_{b,t+1} | x_{b,<=t}) / sum_{b,t} m_{b,t+1},
     m = (x != PAD)
 
-Batches are dicts with `tokens` (B, T) int32, right-padded with PAD.
+Batches are dicts with `tokens` (B, T) int32, right-padded with PAD; or packed
+(`hh_jax.data.packing.pack_docs`, `data.packing=True`): the B documents as segments of
+(R, L) rows, `tokens`, `positions` (restarting at 0 per document) and `segment_ids`
+(0 = padding), where a target counts iff it continues its document:
+
+    m_{r,t+1} = [seg_{r,t+1} == seg_{r,t}] [seg_{r,t+1} > 0]
+
+the same targets, loss and gradients as the padded batch.
 """
 
 from __future__ import annotations
@@ -23,12 +30,22 @@ from hh_jax.train import lifecycle, supervised
 from hh_jax.train.optim import apply_gradients, current_learning_rate, jit_train_step
 
 
+def _logits_and_mask(graphdef, params, batch, dropout_key):
+  """Next-token logits (B, T-1, V) and target mask (B, T-1) of a padded or packed batch."""
+  tokens = batch["tokens"]                                              # (B, T)
+  if "segment_ids" not in batch:
+    logits = models.apply(graphdef, params, tokens, dropout_key=dropout_key).logits[:, :-1]
+    return logits, (tokens[:, 1:] != PAD_ID).astype(jnp.float32)
+  seg = batch["segment_ids"]                                            # (R, L)
+  logits = models.apply(graphdef, params, tokens, positions=batch["positions"], segment_ids=seg,
+                        dropout_key=dropout_key).logits[:, :-1]
+  return logits, ((seg[:, 1:] == seg[:, :-1]) & (seg[:, 1:] > 0)).astype(jnp.float32)
+
+
 def lm_loss(graphdef, params, batch, dropout_key=None):
   """Masked next-token cross-entropy (module docstring) and metrics."""
-  tokens = batch["tokens"]                                              # (B, T)
-  logits = models.apply(graphdef, params, tokens, dropout_key=dropout_key).logits[:, :-1]
-  targets = tokens[:, 1:]                                               # (B, T-1)
-  mask = (targets != PAD_ID).astype(jnp.float32)
+  logits, mask = _logits_and_mask(graphdef, params, batch, dropout_key)  # (B, T-1, V), (B, T-1)
+  targets = batch["tokens"][:, 1:]                                      # (B, T-1)
   logp = jax.nn.log_softmax(logits)
   nll = -jnp.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
   n = jnp.maximum(mask.sum(), 1.0)

@@ -10,11 +10,17 @@ A PM reads a scalar score at the end-of-context token appended after each reply
 which is the paper's `L_help + lambda * L_harm` (Fig 27) with lambda = harmless_weight,
 normalised by the total weight.
 
-Batches are dicts of arrays:
+Batches are dicts of arrays, padded (the reference path):
     chosen_tokens, rejected_tokens          (B, T) int32, right-padded with PAD
     chosen_eoc_index, rejected_eoc_index    (B,)   int32, where the EOC token is
     weight                                  (B,)   float32
     is_harmless                             (B,)   float32 (1 for harmlessness pairs)
+or packed (`hh_jax.data.packing`, `data.packing=True`, the default for runs): each pair
+one segment, its context once and both replies after it, several pairs per row,
+    tokens, positions, segment_ids, branch_ids   (R, L) int32
+    score_index (R, K), pair_slots (B, 2) int32, pair_valid (B,) float32, weight, is_harmless
+with the same scores and gradients as the padded batch of the same B pairs. `pair_scores`
+chooses the path from the batch's keys.
 
 Usage from another project:
 
@@ -37,8 +43,9 @@ import numpy as np
 import optax
 
 from hh_jax import models
+from hh_jax import sharding as shd
 from hh_jax.config import RunConfig
-from hh_jax.data import pipeline
+from hh_jax.data import packing, pipeline
 from hh_jax.data.batching import PairArrays, PairIterator, shorter_reply_baseline
 from hh_jax.eval import baselines
 from hh_jax.train import lifecycle, supervised
@@ -59,7 +66,7 @@ def hparams_from_config(cfg: RunConfig) -> PMHparams:
   return PMHparams(harmless_weight=cfg.data.harmless_weight)
 
 
-def pair_scores(graphdef, params, batch, dropout_key=None):
+def padded_pair_scores(graphdef, params, batch, dropout_key=None):
   """Scores of both replies in one forward pass over the stacked (2B, T) batch -> ((B,), (B,))."""
   tokens = jnp.concatenate([batch["chosen_tokens"], batch["rejected_tokens"]])       # (2B, T)
   index = jnp.concatenate([batch["chosen_eoc_index"], batch["rejected_eoc_index"]])  # (2B,)
@@ -68,10 +75,34 @@ def pair_scores(graphdef, params, batch, dropout_key=None):
   return jnp.split(scores, 2)
 
 
+def packed_pair_scores(graphdef, params, batch, dropout_key=None):
+  """Scores of both replies from packed rows -> ((B,), (B,)):
+
+      s = score(rows)[r, k] at the K EOC columns of each row    (R, K)
+      r_chosen[b], r_rejected[b] = s.flat[pair_slots[b, 0]], s.flat[pair_slots[b, 1]]
+  """
+  scores = models.apply(graphdef, params, batch["tokens"], positions=batch["positions"],
+                        segment_ids=batch["segment_ids"], branch_ids=batch["branch_ids"],
+                        score_index=batch["score_index"], dropout_key=dropout_key).scores  # (R, K)
+  both = scores.reshape(-1)[batch["pair_slots"]]                                  # (B, 2)
+  return both[:, 0], both[:, 1]
+
+
+def pair_scores(graphdef, params, batch, dropout_key=None):
+  """(r_chosen (B,), r_rejected (B,)): `packed_pair_scores` for a packed batch (it has
+  segment_ids), else `padded_pair_scores`."""
+  if "segment_ids" in batch:
+    return packed_pair_scores(graphdef, params, batch, dropout_key)
+  return padded_pair_scores(graphdef, params, batch, dropout_key)
+
+
 def pm_loss(graphdef, params, batch, harmless_weight, dropout_key=None):
-  """Weighted Bradley-Terry loss (module docstring) and its metrics."""
+  """Weighted Bradley-Terry loss (module docstring) and its metrics; a packed batch's
+  pairs are also weighted by pair_valid."""
   r_chosen, r_rejected = pair_scores(graphdef, params, batch, dropout_key)
   weight = batch["weight"] * jnp.where(batch["is_harmless"] > 0, harmless_weight, 1.0)
+  if "pair_valid" in batch:
+    weight = weight * batch["pair_valid"]
   return bradley_terry_loss(r_chosen, r_rejected, weight)
 
 
@@ -114,15 +145,24 @@ def make_eval_step(graphdef, *, shardings=None):
 # ----------------------------------------------------------------------------- evaluation
 
 
-def pm_scores(graphdef, params, arrays: PairArrays, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-  """Raw scores (chosen (N,), rejected (N,)) of every pair in `arrays`, in order."""
+PAIR_KEYS = ("chosen_tokens", "rejected_tokens", "chosen_eoc_index", "rejected_eoc_index")
+
+
+def pm_scores(graphdef, params, arrays: PairArrays, batch_size: int,
+              packed: bool = False) -> tuple[np.ndarray, np.ndarray]:
+  """Raw scores (chosen (N,), rejected (N,)) of every pair in `arrays`, in order; packed:
+  through packed rows of one layout planned over all the batches (one compilation)."""
   eval_step = make_eval_step(graphdef)
   n = len(arrays)
+  batch_rows = [np.arange(start, start + batch_size) % n     # pad the last batch by wrapping
+                for start in range(0, n, batch_size)]
+  layout = None
+  if packed:
+    layout = packing.plan_pair_layout(arrays, batch_rows, packing.default_row_len(arrays.seq_len))
   chosen, rejected = [], []
-  for start in range(0, n, batch_size):
-    rows = np.arange(start, start + batch_size) % n          # pad the last batch by wrapping
-    out = eval_step(params, {k: getattr(arrays, k)[rows] for k in (
-        "chosen_tokens", "rejected_tokens", "chosen_eoc_index", "rejected_eoc_index")})
+  for start, rows in zip(range(0, n, batch_size), batch_rows):
+    batch = {k: getattr(arrays, k)[rows] for k in PAIR_KEYS}
+    out = eval_step(params, batch if layout is None else packing.pack_pairs(batch, layout))
     keep = min(batch_size, n - start)
     chosen.append(np.asarray(out["chosen"])[:keep])
     rejected.append(np.asarray(out["rejected"])[:keep])
@@ -146,13 +186,14 @@ def bayes_ceilings(arrays: PairArrays, p_chosen: np.ndarray) -> dict:
   return out
 
 
-def evaluate_pm(graphdef, params, data: pipeline.PMData, batch_size: int) -> lifecycle.Outputs:
+def evaluate_pm(graphdef, params, data: pipeline.PMData, batch_size: int,
+                packed: bool = False) -> lifecycle.Outputs:
   """Accuracy overall, per source and per turn, the Bayes ceiling and the shortcut baselines
   (shorter reply, more distinct tokens, bag-of-words logistic regression fitted on the
   training pairs: `hh_jax.eval.baselines`) on the same pairs; per-pair scores as
   eval_scores.npz."""
   arrays = data.eval
-  r_c, r_r = pm_scores(graphdef, params, arrays, batch_size)
+  r_c, r_r = pm_scores(graphdef, params, arrays, batch_size, packed)
   margin = r_c - r_r
   out = {"eval/accuracy": pair_accuracy(margin), "eval/num_pairs": len(margin),
          "eval/mean_margin": float(margin.mean())}
@@ -198,8 +239,15 @@ def build_task(cfg: RunConfig, run_dir: str, inputs: pipeline.PMData | None = No
   data = inputs if inputs is not None else pipeline.load_pm_data(cfg.data, cfg.seed)
   batches = PairIterator(data.train, cfg.batch_size, seed=cfg.seed, num_epochs=cfg.num_epochs)
   names = data.train.source_names
+  to_input = lambda b: device_batch(b, names)  # noqa: E731
+  if cfg.data.packing:   # one (R, L) layout for the whole run: the step compiles once
+    layout = packing.plan_pair_layout(data.train, batches.run_batch_rows(),
+                                      packing.default_row_len(data.train.seq_len),
+                                      multiple_of=shd.make_mesh(cfg.mesh).size)
+    to_input = lambda b: packing.pack_pairs(device_batch(b, names), layout)  # noqa: E731
   return supervised.supervised_task(
       cfg, data.tokenizer.vocab_size, batches, len(data.train), make_step,
       hparams_from_config(cfg),
-      lambda graphdef, params, _: evaluate_pm(graphdef, params, data, cfg.batch_size),
-      to_input=lambda b: device_batch(b, names), loss_key="pm/loss", count_tokens=count_tokens)
+      lambda graphdef, params, _: evaluate_pm(graphdef, params, data, cfg.batch_size,
+                                              cfg.data.packing),
+      to_input=to_input, loss_key="pm/loss", count_tokens=count_tokens)
