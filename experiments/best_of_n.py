@@ -11,7 +11,7 @@ from hh_jax.train.evals import BestOfNConfig
 from hh_jax.train.experiment import ref, refs
 
 NEEDS = ("base_lm", "pm_halves")
-AXES = {"policy_size": "100k", "half_sizes": ("6k", "25k", "100k")}
+AXES = {"policy_size": "100k", "half_sizes": ("6k", "25k", "100k"), "ppo_seeds": (0, 1, 2)}
 
 
 def get_config() -> BestOfNConfig:
@@ -20,8 +20,10 @@ def get_config() -> BestOfNConfig:
 
 
 def get_sweep(axes: dict) -> list[dict]:
+  """One run per seed of `ppo_seeds` (its samples), so the claim has a seed interval."""
   largest = axes["half_sizes"][-1]
   return [{"policy": ref("base_lm", model_size=axes["policy_size"]),
            "train_pm": ref("pm_halves", model_size=largest, split_half=0),
-           "test_pms": refs("pm_halves", split_half=1),
-           "_name": f"policy-{axes['policy_size']}-pm-{largest}"}]
+           "test_pms": refs("pm_halves", split_half=1), "seed": seed,
+           "_name": f"policy-{axes['policy_size']}-pm-{largest}-s{seed}"}
+          for seed in axes["ppo_seeds"]]

@@ -6,7 +6,7 @@ subset of every larger one); every run is scored on all test pairs beside the go
 labeller's Bayes ceiling. The analysis fits acc = a + b ln(P / P0) + c ln(D / D0).
 
 Laptop grid: 5 sizes (906 to 397k non-embedding parameters) x 4 dataset sizes (1k to 64k
-pairs) x 2 seeds.
+pairs) x 3 seeds (claims are judged with intervals over the seeds).
 
     hh-jax sweep experiments/base_lm.py --root runs
     hh-jax sweep experiments/pm_scaling.py --root runs
@@ -17,7 +17,7 @@ from experiments import common
 
 NEEDS = ("base_lm",)
 AXES = {"pm_sizes": ("1k", "6k", "25k", "100k", "400k"),
-        "num_pairs": (1_000, 4_000, 16_000, 64_000), "seeds": (0, 1)}
+        "num_pairs": (1_000, 4_000, 16_000, 64_000), "seeds": (0, 1, 2)}
 
 
 def get_config():

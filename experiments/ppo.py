@@ -4,8 +4,10 @@ Two families of runs, one policy each from a base LM:
 - robustness: the main policy size against the train PM of every size (the test PMs of every
   size score the same samples: does a larger test PM see less of the train PM's gain?);
 - parallel curves: every policy size against the largest train PM.
-The main run (main policy, largest train PM) also stores policy snapshots on fixed eval
-prompts every `snapshot_every` iterations, for the gold-labeller Elo (experiments/elo.py).
+Every run config is trained with each seed of the `ppo_seeds` axis (run names end in -s<k>),
+so that RL claims are judged with intervals over independent seeds. The main runs (main
+policy, largest train PM; one per seed) also store policy snapshots on fixed eval prompts
+every `snapshot_every` iterations, for the gold-labeller Elo (experiments/elo.py).
 
 RL prompts are 90% helpful and 10% red-team, as in the paper's later runs, which "used more
 helpful prompts to curb over-optimised harmlessness" (section 4.4): with a 50/50 mix the first
@@ -22,7 +24,7 @@ from hh_jax.train.ppo import PPOConfig
 
 NEEDS = ("base_lm", "pm_halves")
 AXES = {"policy_size": "100k", "policy_sizes": ("25k", "100k"),
-        "half_sizes": ("6k", "25k", "100k"), "snapshot_every": 10}
+        "half_sizes": ("6k", "25k", "100k"), "snapshot_every": 10, "ppo_seeds": (0, 1, 2)}
 
 
 def get_config() -> PPOConfig:
@@ -32,9 +34,14 @@ def get_config() -> PPOConfig:
       optim=OptimConfig(learning_rate=5e-5, warmup_steps=0, b2=0.999))
 
 
-def main_run_name(axes: dict) -> str:
-  """The main run: the main policy size against the largest train PM."""
+def main_config_name(axes: dict) -> str:
+  """The main run config: the main policy size against the largest train PM."""
   return f"policy-{axes['policy_size']}-pm-{axes['half_sizes'][-1]}"
+
+
+def main_run_name(axes: dict) -> str:
+  """The main config's run with the first PPO seed."""
+  return f"{main_config_name(axes)}-s{axes['ppo_seeds'][0]}"
 
 
 def get_sweep(axes: dict) -> list[dict]:
@@ -43,10 +50,11 @@ def get_sweep(axes: dict) -> list[dict]:
   pairs += [(pol, largest) for pol in axes["policy_sizes"] if (pol, largest) not in pairs]
   runs = []
   for policy, pm in pairs:
-    name = f"policy-{policy}-pm-{pm}"
-    runs.append({"policy_init": ref("base_lm", model_size=policy),
-                 "reward_pm": ref("pm_halves", model_size=pm, split_half=0),
-                 "test_pms": refs("pm_halves", split_half=1),
-                 "snapshot_every": axes["snapshot_every"] if name == main_run_name(axes) else 0,
-                 "_name": name})
+    config = f"policy-{policy}-pm-{pm}"
+    for seed in axes["ppo_seeds"]:
+      runs.append({"policy_init": ref("base_lm", model_size=policy),
+                   "reward_pm": ref("pm_halves", model_size=pm, split_half=0),
+                   "test_pms": refs("pm_halves", split_half=1), "seed": seed,
+                   "snapshot_every": axes["snapshot_every"] if config == main_config_name(axes) else 0,
+                   "_name": f"{config}-s{seed}"})
   return runs

@@ -54,11 +54,16 @@ def _write(path, text):
 
 def test_refs_resolve_by_value_and_name_and_fail_clearly(tmp_path):
   runs = ex.plan("ppo", str(tmp_path))
-  main = [r for r in runs if r.name == "policy-100k-pm-100k"][0]
+  main = [r for r in runs if r.name == "policy-100k-pm-100k-s0"][0]
   assert main.config.reward_pm == str(tmp_path / "pm_halves" / "train-100k")
   assert main.config.test_pms == tuple(str(tmp_path / "pm_halves" / f"test-{s}")
                                        for s in ("6k", "25k", "100k"))
   assert ex.plan("elo", str(tmp_path))[0].config.ppo_run == main.dir
+  # Every run config once per PPO seed, each seed its own config value.
+  seeds = sorted(r.config.seed for r in runs if r.name.startswith("policy-100k-pm-100k-"))
+  assert seeds == [0, 1, 2]
+  assert [r.config.ppo_run for r in ex.plan("elo", str(tmp_path))] == [
+      str(tmp_path / "ppo" / f"policy-100k-pm-100k-s{s}") for s in (0, 1, 2)]
   with pytest.raises(ex.ExperimentError, match="matches 0 runs of base_lm"):
     ex.plan("ppo", str(tmp_path), axes={"policy_size": "3M"})         # no base LM of that size
   bad = _write(tmp_path / "bad.py", "from hh_jax.config import RunConfig\n"
@@ -70,9 +75,9 @@ def test_refs_resolve_by_value_and_name_and_fail_clearly(tmp_path):
 
 
 def test_axes_and_extra_overrides(tmp_path):
-  runs = ex.plan("pm_scaling", str(tmp_path), axes={"seeds": (0, 1, 2), "not_an_axis": 1},
+  runs = ex.plan("pm_scaling", str(tmp_path), axes={"seeds": (0, 1, 2, 3), "not_an_axis": 1},
                  extra={"optim.schedule": "constant"})
-  assert len(runs) == 5 * 4 * 3 and {r.config.optim.schedule for r in runs} == {"constant"}
+  assert len(runs) == 5 * 4 * 4 and {r.config.optim.schedule for r in runs} == {"constant"}
 
 
 def test_sweep_print_emits_one_train_command_per_run(tmp_path):
