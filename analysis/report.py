@@ -1,19 +1,27 @@
-"""The reproduction report: each claim of the paper beside our measurement.
+"""The reproduction report: each claim of the paper beside our measurement, judged by the
+criteria frozen before the runs (analysis/criteria.toml; analysis.criteria, analysis.claims).
 
 Reads only what the analysis stage wrote under a results root,
 
-    figures/pm_scaling/pm_analysis.json   PM scaling law and calibration
+    criteria.toml                         the frozen criteria (freeze_criteria; the packaged file if none)
+    figures/pm_scaling/pm_analysis.json   PM scaling records, law and calibration
     figures/pm_mix/pm_analysis.json       the helpful / harmless mix sweep
-    figures/rl/rl_analysis.json           PPO fits, train/test gain gaps, robustness, best-of-n, Elo
+    figures/rl/rl_analysis.json           PPO fits, gain gaps, robustness, best-of-n, Elo
 
 and writes, under the same root:
 
-    numbers.json   every number in the report; `claims`: [{id, claim, paper, ours, ci, held, detail}]
-    report.md      the claims table, the figures, and what did not hold at this scale
+    numbers.json   every number in the report; `claims`: [{id, claim, paper, criterion, test,
+                   requires, budget, verdict, held, reason, ours, ci, values, counts, per_seed,
+                   detail, paper_faithful}], `criteria` (path, sha256, frozen), `paper_faithful`
+    report.md      the claims table (criterion beside each verdict, a paper-faithful column),
+                   what did not hold, what was not tested and why, every statistic, the PM
+                   accuracies beside the shortcut baselines, the figures
     report.html    the same page with the figures inline
 
-`results_table` is the markdown claims table of report.md; `sync_readme` puts it between the
-README's `<!-- results:start -->` and `<!-- results:end -->` lines.
+A verdict is "held", "not held" or "not tested"; the held sentence counts only tested claims.
+`results_table` is the markdown claims table of report.md (`legacy_results_table` for a
+numbers.json from before the criteria file); `sync_readme` puts it between the README's
+`<!-- results:start -->` and `<!-- results:end -->` lines.
 """
 
 from __future__ import annotations
@@ -141,10 +149,13 @@ def interval_decimals(ci) -> int | None:
 
 
 def format_estimate(v: Any, ci) -> tuple[str, str]:
-  """(value, interval) as text, a float and its interval rounded to `interval_decimals`."""
+  """(value, interval) as text, a float and its interval rounded to `interval_decimals` (at most
+  4 significant digits of the value, for intervals of (near) zero width)."""
   places = interval_decimals(ci)
   if places is None or not isinstance(v, (int, float)) or isinstance(v, bool):
     return format_value(v), format_value(ci)
+  if v and math.isfinite(v):  # a (near-)zero-width interval: no more than 4 significant digits
+    places = min(places, max(0, 3 - int(math.floor(math.log10(abs(v))))))
   fmt = lambda x: f"{x:.{places}f}"  # noqa: E731
   return fmt(v), f"[{fmt(ci[0])}, {fmt(ci[1])}]"
 
@@ -189,17 +200,17 @@ def verdict_text(verdict: str, reason: str = "") -> str:
 
 def results_table(numbers: dict) -> str:
   """The markdown claims table of numbers.json, one row per claim and one value per cell:
-  claim | paper | criterion | ours | 95% CI | verdict | paper-faithful. `ours` is the claim's
+  claim | paper | ours | 95% CI | criterion | verdict | paper-faithful. `ours` is the claim's
   headline statistic, rounded to the precision its interval over seeds supports. A numbers.json
   from before the criteria file gets `legacy_results_table`."""
   if not any("verdict" in c for c in numbers["claims"]):
     return legacy_results_table(numbers)
-  lines = ["| claim | paper | criterion | ours | 95% CI | verdict | paper-faithful |",
+  lines = ["| claim | paper | ours | 95% CI | criterion | verdict | paper-faithful |",
            "|---|---|---|---|---|---|---|"]
   for c in numbers["claims"]:
     ours, ci = estimate_cells(c["ours"], c["ci"])
     pf = c.get("paper_faithful") or {"verdict": "not run"}
-    lines.append(_row([f"**{c['id']}**: {c['claim']}", c["paper"], c["criterion"], ours, ci,
+    lines.append(_row([f"**{c['id']}**: {c['claim']}", c["paper"], ours, ci, c["criterion"],
                        verdict_text(c["verdict"], c["reason"]), verdict_text(pf["verdict"])]))
   return "\n".join(lines)
 

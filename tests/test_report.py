@@ -1,11 +1,13 @@
-"""Tests for analysis.report: every claim from hand-made analysis outputs with hand-derived verdicts,
-the train/test gain gap from a PPO run through `hh-jax analyze rl`, the claims table, the CLI."""
+"""Tests for analysis.report: the train/test gain gap from a PPO run through `hh-jax analyze rl`,
+the standardised (shared-scale) gaps and gains, the claims tables (new and legacy), the HTML page,
+the paper-faithful column and the CLI. The verdicts themselves: tests/test_criteria.py."""
 
 from __future__ import annotations
 
 import json
 import math
 import os
+import re
 
 import numpy as np
 import pytest
@@ -14,9 +16,6 @@ from analysis import cli, report
 from analysis import rl as rl_lib
 
 MAIN = "policy-25k-pm-100k"
-MIX_HELD = [{"helpful_fraction": 0.0, "helpful": 0.45, "harmless": 0.8},
-            {"helpful_fraction": 0.5, "helpful": 0.7, "harmless": 0.75},
-            {"helpful_fraction": 1.0, "helpful": 0.75, "harmless": 0.3}]
 
 
 def _write(path, obj):
@@ -25,80 +24,10 @@ def _write(path, obj):
     json.dump(obj, f)
 
 
-def _run_entry(name, gaps, slope=1.0, r2=0.97):
-  return {"name": f"ppo/{name}", "score_vs_sqrt_kl": {"train": {"slope": slope, "r2": r2, "slope_stderr": 0.1}},
-          "robustness": {"tests": {}}, "gain_gaps": gaps}
-
-
-def _analysis(root, mix_rows, gaps, runs=None, robustness_fit=None, best_of_n=(), elo=()):
-  """Hand-made analysis outputs under root/figures: the only files the report may read."""
-  figs = os.path.join(str(root), "figures")
-  fit = {"fit": {"a": 0.7, "b": 0.01, "c": 0.02, "r2": 0.95}, "n_runs": 40,
-         "ci95": {"b": [0.005, 0.015], "c": [0.01, 0.03], "r2": [0.9, 0.97]}}
-  _write(os.path.join(figs, "pm_scaling", "pm_analysis.json"),
-         {"scaling": {"metrics": {"accuracy": fit}}, "calibration": {"pooled": {"ece": 0.02}, "n_pairs": 10}})
-  _write(os.path.join(figs, "pm_mix", "pm_analysis.json"), {"mix": mix_rows})
-  _write(os.path.join(figs, "rl", "rl_analysis.json"),
-         {"runs": runs or [_run_entry(MAIN, gaps)], "robustness_fit": robustness_fit,
-          "best_of_n": list(best_of_n), "elo": list(elo)})
-
-
-def _claims(numbers):
-  return {c["id"]: c for c in numbers["claims"]}
-
-
-def test_report_claims_from_hand_made_analysis(tmp_path):
-  # The gain gaps of the 20-iteration run of test_gain_gaps_by_hand with gaps_end = 1: early 0.06, end 1.2.
-  _analysis(tmp_path, MIX_HELD, {"t": {"early": 0.06, "end": 1.2}})
-  numbers = report.write_report(str(tmp_path))
-  claims = _claims(numbers)
-  assert [c["id"] for c in numbers["claims"]] == list(report.CLAIM_IDS)
-  for c in claims.values():
-    assert set(c) == {"id", "claim", "paper", "ours", "ci", "held", "detail"}
-  assert claims["pm_accuracy_vs_params"]["held"] and claims["pm_loglinear_fit"]["held"]
-  assert claims["pm_calibration"]["held"]                   # ECE 0.02 < 0.05
-  # Tension: helpful-only on harmless 0.3 < 0.5, harmless-only on helpful 0.45 < 0.5, the mix's worst 0.7.
-  assert claims["helpful_harmless_tension"]["ours"] == {
-      "helpful_only_on_harmless": 0.3, "harmless_only_on_helpful": 0.45, "mixed_worst": 0.7}
-  assert claims["helpful_harmless_tension"]["held"]
-  sqrt_kl = claims["rl_reward_linear_in_sqrt_kl"]
-  assert sqrt_kl["held"] and sqrt_kl["ci"] == pytest.approx([1.0 - 0.196, 1.0 + 0.196])
-  div = claims["train_test_pm_divergence"]
-  assert div["ours"]["t"]["early"] == pytest.approx(0.06)
-  assert div["ours"]["t"]["end"] == pytest.approx(1.2)
-  assert div["held"]                                        # 1.2 > 0 and 0.06 < 0.6
-  assert not claims["larger_pm_more_robust"]["held"]        # no test-PM sizes: no fit
-  assert not claims["best_of_n"]["held"] and not claims["elo"]["held"]   # no data: not held
-  text = (tmp_path / "report.md").read_text()
-  assert "## Did not hold at this scale" in text and "**best_of_n**" in text
-  assert "7 of 10 claims of Bai et al. 2022 held at this scale." in text
-  assert (tmp_path / "report.html").exists()
-  with open(tmp_path / "numbers.json") as f:
-    saved = json.load(f, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
-  assert set(saved) == {"preset", "claims", "pm_scaling", "pm_mix", "rl"} and saved["preset"] is None
-  assert saved["claims"] == json.loads(json.dumps(numbers["claims"]))
-
-
-def test_report_says_when_the_tension_does_not_hold(tmp_path):
-  rows = [{"helpful_fraction": 0.0, "helpful": 0.55, "harmless": 0.8},
-          {"helpful_fraction": 1.0, "helpful": 0.75, "harmless": 0.6}]
-  _analysis(tmp_path, rows, {"t": {"early": 0.0, "end": 0.0}})   # gaps_end = 0: the test PM kept up
-  claims = _claims(report.write_report(str(tmp_path)))
-  assert not claims["helpful_harmless_tension"]["held"]
-  assert not claims["train_test_pm_divergence"]["held"]
-
-
-def test_divergence_needs_every_test_pm(tmp_path):
-  # t1 diverges; t2's early gap 0.5 is not below half its end gap 0.8; a missing (NaN) gap is not held.
-  _analysis(tmp_path, MIX_HELD, {"t1": {"early": 0.1, "end": 1.0}, "t2": {"early": 0.5, "end": 0.8}})
-  assert not _claims(report.write_report(str(tmp_path)))["train_test_pm_divergence"]["held"]
-  _analysis(tmp_path, MIX_HELD, {"t1": {"early": 0.1, "end": None}})
-  assert not _claims(report.write_report(str(tmp_path)))["train_test_pm_divergence"]["held"]
-
-
-def _ppo_run(root, gaps_end, iterations=20):
+def _ppo_run(root, gaps_end, iterations=20, first_samples=None):
   """Train gains 0.1 per iteration; the test PM follows it for 5 iterations, then gains
-  0.1 (1 - gaps_end) per iteration: gap_i = 0.1 gaps_end max(0, i - 5)."""
+  0.1 (1 - gaps_end) per iteration: gap_i = 0.1 gaps_end max(0, i - 5). first_samples: the
+  per-sample scores of the first iteration (samples.jsonl's first line)."""
   run = os.path.join(str(root), "ppo", MAIN)
   _write(os.path.join(run, "config.json"), {"kind": "ppo", "batch_size": 4})
   _write(os.path.join(run, "summary.json"), {"ppo/iterations": iterations})
@@ -107,6 +36,9 @@ def _ppo_run(root, gaps_end, iterations=20):
       test = 0.1 * min(i, 5) + 0.1 * max(0, i - 5) * (1 - gaps_end)
       f.write(json.dumps({"step": i + 1, "ppo/kl": (0.1 * i) ** 2, "ppo/score_train": 0.1 * i,
                           "ppo/score_test/t": test}) + "\n")
+  if first_samples is not None:
+    with open(os.path.join(run, "samples.jsonl"), "w") as f:
+      f.write(json.dumps({"step": 1, **first_samples}) + "\n")
 
 
 @pytest.mark.parametrize("gaps_end, early, end, held", [(1.0, 0.06, 1.2, True), (0.0, 0.0, 0.0, False)])
@@ -119,8 +51,7 @@ def test_gain_gaps_by_hand(tmp_path, gaps_end, early, end, held):
   with open(tmp_path / "figures" / "rl" / "rl_analysis.json") as f:
     (entry,) = json.load(f)["runs"]
   assert entry["gain_gaps"]["t"] == pytest.approx({"early": early, "end": end})
-  div = _claims(report.write_report(str(tmp_path), main_run=MAIN))["train_test_pm_divergence"]
-  assert div["ours"]["t"] == pytest.approx({"early": early, "end": end}) and div["held"] is held
+  assert (entry["gain_gaps"]["t"]["end"] > 0 and entry["gain_gaps"]["t"]["early"] < 0.5 * end) is held
 
 
 def test_gain_gap_window_clips_at_the_start():
@@ -130,46 +61,63 @@ def test_gain_gap_window_clips_at_the_start():
   assert rl_lib.gain_gap_series(curve, "t") == pytest.approx([0.0, 0.5, 2.0])
 
 
-@pytest.mark.parametrize("stderr, ci, held", [(0.05, [0.102, 0.298], True), (0.15, [-0.094, 0.494], False),
-                                              (None, None, False)])
-def test_robustness_claim_from_the_stored_fit(tmp_path, stderr, ci, held):
-  # CI = slope +- 1.96 stderr; held iff its lower end is above 0. No stderr (2 points): not held.
-  _analysis(tmp_path, MIX_HELD, {}, robustness_fit={"slope": 0.2, "slope_stderr": stderr, "n_points": 6})
-  claim = _claims(report.write_report(str(tmp_path)))["larger_pm_more_robust"]
-  assert claim["ours"] == {"slope_gain_per_ln_params": 0.2} and claim["held"] is held
-  assert claim["ci"] == (None if ci is None else pytest.approx(ci))
+def test_estimates_are_rounded_to_the_precision_of_their_interval():
+  # width 0.001852 -> second significant digit at 1e-4 -> 4 decimals
+  assert report.format_estimate(0.003709, [0.002815, 0.004667]) == ("0.0037", "[0.0028, 0.0047]")
+  # width 5.3 -> 1 decimal... its second significant digit is the first decimal
+  assert report.format_estimate(87.89, [61.55, 66.85]) == ("87.9", "[61.5, 66.8]")
+  assert report.format_estimate(0.5, None) == ("0.5", "n/a")           # no interval: as before
 
 
-def test_robustness_fit_with_two_points_has_no_stderr():
-  runs = [{"robustness": {"tests": {"a": {"params": 100, "gain": 0.1}, "b": {"params": 10_000, "gain": 0.5}}}}]
-  fit = rl_lib.robustness_fit(runs)
-  assert fit["slope"] == pytest.approx(0.4 / math.log(100)) and math.isnan(fit["slope_stderr"])
+def test_gains_on_the_shared_scale_by_hand(tmp_path):
+  # Initial-policy samples: train PM scores [0, 0.2] (sd 0.1414), test PM [0, 2] (sd 1.414): the
+  # test PM's logits are 10x larger. At the end the train gain is 1.9 and the test gain 0.5
+  # (gaps_end = 1: test = 0.1 * 5 at every i >= 5), so on the shared scale the end gap is
+  # 1.9 / 0.1414 - 0.5 / 1.414 and the test gain 0.5 / 1.414.
+  _ppo_run(tmp_path, 1.0, first_samples={"score_train": [0.0, 0.2], "score_test/t": [0.0, 2.0],
+                                         "kl": [0.0, 0.0]})
+  _write(str(tmp_path / "ppo" / MAIN / "pms.json"),
+         {"test": [{"name": "t", "model_size": "t", "params": 10}]})
+  assert cli.main(["rl", str(tmp_path), "--out", str(tmp_path / "figures" / "rl")]) == 0
+  with open(tmp_path / "figures" / "rl" / "rl_analysis.json") as f:
+    (entry,) = json.load(f)["runs"]
+  sd_train, sd_test = math.sqrt(0.02), math.sqrt(2.0)
+  assert entry["initial"]["score_train"]["std"] == pytest.approx(sd_train)
+  assert entry["robustness"]["tests"]["t"]["gain_std"] == pytest.approx(0.5 / sd_test)
+  # gap_std_i = 0.1 i / sd_train - 0.1 min(i, 5) / sd_test; "end" averages i = 15..19.
+  end = np.mean([0.1 * i / sd_train - 0.5 / sd_test for i in range(15, 20)])
+  assert entry["gain_gaps_std"]["t"]["end"] == pytest.approx(end)
 
 
-def test_best_of_n_and_elo_claims_by_hand(tmp_path):
-  bon = {"n": [1, 2, 4], "kl_bound": [0.0, 0.19, 0.64], "scores": {"score_train": [0.0, 0.3, 0.5],
-                                                                      "gold_hh": [0.1, 0.15, 0.12]}}
-  # Gold Elo minus 1.96 stderr: [0, 30 - 19.6, 50 - 19.6, 40 - 19.6] peaks at index 2 (30.4).
-  elo = {"samples": [0, 10, 20, 30], "elo_gold": [0, 30, 50, 40], "elo_gold_stderr": [0, 10, 10, 10],
-         "elo_pm_predicted": [0, 40, 80, 120]}
-  _analysis(tmp_path, MIX_HELD, {}, best_of_n=[bon], elo=[elo])
-  claims = _claims(report.write_report(str(tmp_path)))
-  b = claims["best_of_n"]
-  assert b["held"] and b["ours"] == pytest.approx({"n_max": 4, "kl_bound": 0.64, "train_gain": 0.5, "gold_gain": 0.02})
-  e = claims["elo"]
-  assert e["held"] and e["ours"]["gold_elo_peak"] == 50 and e["ours"]["peak_at_samples"] == 20
-  assert e["ci"] == pytest.approx([50 - 19.6, 50 + 19.6])
+def test_without_initial_samples_there_is_no_shared_scale(tmp_path):
+  _ppo_run(tmp_path, 1.0)
+  assert cli.main(["rl", str(tmp_path), "--out", str(tmp_path / "figures" / "rl")]) == 0
+  with open(tmp_path / "figures" / "rl" / "rl_analysis.json") as f:
+    (entry,) = json.load(f)["runs"]
+  assert entry["gain_gaps_std"] == {} and entry["robustness"]["tests"]["t"]["gain_std"] is None
 
 
-def test_main_run_picks_the_named_ppo_run(tmp_path):
-  runs = [_run_entry("policy-a", {}, r2=0.5), _run_entry("policy-b", {}, r2=0.99)]
-  _analysis(tmp_path, MIX_HELD, {}, runs=runs)
-  assert not _claims(report.write_report(str(tmp_path)))["rl_reward_linear_in_sqrt_kl"]["held"]   # first run
-  claims = _claims(report.write_report(str(tmp_path), "quick", "policy-b"))
-  assert claims["rl_reward_linear_in_sqrt_kl"]["held"] and "ppo/policy-b" in claims["rl_reward_linear_in_sqrt_kl"]["detail"]
+CLAIM = {"id": "a", "claim": "x rises", "paper": "Fig 1", "criterion": "b above 0", "ours": 0.123456,
+         "ci": [0.1, 0.2], "verdict": "held", "reason": "", "held": True}
 
 
 def test_results_table_by_hand():
+  numbers = {"claims": [
+      {**CLAIM, "paper_faithful": {"verdict": "not held"}},
+      {**CLAIM, "id": "b", "claim": "y | z", "ours": 2.0, "ci": None, "verdict": "not tested",
+       "reason": "independent seeds: 1 (the criterion needs >= 3)", "held": False}]}
+  assert report.results_table(numbers) == "\n".join([
+      "| claim | paper | ours | 95% CI | criterion | verdict | paper-faithful |",
+      "|---|---|---|---|---|---|---|",
+      "| **a**: x rises | Fig 1 | 0.12 | [0.10, 0.20] | b above 0 | held | **not held** |",   # width 0.1: 2 decimals
+      "| **b**: y \\| z | Fig 1 | 2 | n/a | b above 0 | not tested: independent seeds: 1 (the criterion "
+      "needs >= 3) | not run |"])
+  assert report.held_sentence(numbers) == \
+      "1 of 1 tested claims of Bai et al. 2022 held at this scale; 1 not tested."
+
+
+def test_legacy_results_table_by_hand():
+  # A numbers.json from before the criteria file (docs/laptop/numbers.json) keeps its table.
   numbers = {"claims": [
       {"id": "a", "claim": "x rises", "paper": "Fig 1", "ours": 0.123456, "ci": [0.1, 0.2], "held": True},
       {"id": "b", "claim": "y | z", "paper": "Fig 2", "ours": {"t": {"early": 0.5, "end": 2.0}, "n": 3},
@@ -177,22 +125,57 @@ def test_results_table_by_hand():
   assert report.results_table(numbers) == "\n".join([
       "| claim | paper | ours | 95% CI | held |",
       "|---|---|---|---|---|",
-      "| **a**: x rises | Fig 1 | 0.12 | [0.10, 0.20] | yes |",      # width 0.1: 2 decimals
+      "| **a**: x rises | Fig 1 | 0.12 | [0.10, 0.20] | yes |",
       "| **b**: y \\| z | Fig 2 | t (early=0.5, end=2), n=3 | n/a | **no** |"])
+  assert report.held_sentence(numbers) == "1 of 2 claims of Bai et al. 2022 held at this scale."
 
 
-def test_report_cli(tmp_path, capsys):
-  _analysis(tmp_path, MIX_HELD, {"t": {"early": 0.06, "end": 1.2}})
-  assert cli.main(["report", str(tmp_path), "--preset", "quick", "--main-run", MAIN]) == 0
-  assert "7 of 10 claims" in capsys.readouterr().out
+def _analysed_root(root, inputs):
+  for key, rel in report.ANALYSIS_FILES.items():
+    _write(os.path.join(str(root), "figures", rel), inputs[key])
+  return str(root)
+
+
+def test_html_report_one_rounded_value_per_cell_and_the_criterion_beside_the_verdict(tmp_path):
+  from tests.test_criteria import MAIN as CRIT_MAIN, good_inputs
+  root = _analysed_root(tmp_path, good_inputs())
+  report.write_report(root, "t", CRIT_MAIN)
+  page = (tmp_path / "report.html").read_text()
+  cells = re.findall(r"<td[^>]*>(.*?)</td>", page)
+  assert cells and not [c for c in cells if re.search(r"\w=\S", c)]        # no packed key=value
+  for c in cells:                                 # no number longer than its interval supports
+    assert not re.fullmatch(r"-?\d+\.\d{6,}", c), c
+  row = next(r for r in re.findall(r"<tr>.*?</tr>", page) if "pm_accuracy_vs_params</b>:" in r)
+  # b per seed 0.009..0.011: half-width 4.303 * 0.001 / sqrt(3) = 0.0025, width 0.005: 4 decimals.
+  assert "<td class='num'>0.0100</td><td class='num'>[0.0075, 0.0125]</td>" in row
+  assert "its 95% interval over seeds is above 0</td><td>held</td><td>not run</td>" in row
+  assert "<th>claim</th>" in page
+
+
+def test_paper_faithful_column(tmp_path):
+  from tests.test_criteria import MAIN as CRIT_MAIN, bad_inputs, good_inputs
+  main = _analysed_root(tmp_path / "main", good_inputs())
+  paper = _analysed_root(tmp_path / "paper", bad_inputs())
+  assert cli.main(["report", main, "--main-run", CRIT_MAIN, "--paper-root", paper]) == 0
+  numbers = json.loads((tmp_path / "main" / "numbers.json").read_text())
+  assert {c["paper_faithful"]["verdict"] for c in numbers["claims"]} == {"not held"}
+  assert {c["verdict"] for c in numbers["claims"]} == {"held"}
+  text = (tmp_path / "main" / "report.md").read_text()
+  assert "Paper-faithful variant: 0 of 12 tested claims of Bai et al. 2022 held" in text
+  numbers = report.write_report(main, None, CRIT_MAIN, paper_root=str(tmp_path / "absent"))
+  assert {c["paper_faithful"]["verdict"] for c in numbers["claims"]} == {"not run"}
+
+
+def test_report_cli_prints_the_held_sentence(tmp_path, capsys):
+  from tests.test_criteria import MAIN as CRIT_MAIN, good_inputs
+  root = _analysed_root(tmp_path, good_inputs(seeds=(0,)))
+  assert cli.main(["report", root, "--preset", "quick", "--main-run", CRIT_MAIN]) == 0
+  assert "0 of 0 tested claims of Bai et al. 2022 held at this scale; 12 not tested." in capsys.readouterr().out
   with open(tmp_path / "numbers.json") as f:
-    assert json.load(f)["preset"] == "quick"
+    saved = json.load(f, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
+  assert saved["preset"] == "quick" and not saved["criteria"]["frozen"]
   assert (tmp_path / "report.md").read_text().startswith("# hh-jax reproduction report (quick)")
 
 
-def test_estimates_are_rounded_to_the_precision_of_their_interval():
-  # width 0.001852 -> second significant digit at 1e-4 -> 4 decimals
-  assert report.format_estimate(0.003709, [0.002815, 0.004667]) == ("0.0037", "[0.0028, 0.0047]")
-  # width 5.3 -> 1 decimal... its second significant digit is the first decimal
-  assert report.format_estimate(87.89, [61.55, 66.85]) == ("87.9", "[61.5, 66.8]")
-  assert report.format_estimate(0.5, None) == ("0.5", "n/a")           # no interval: as before
+def test_a_zero_width_interval_shows_four_significant_digits():
+  assert report.format_estimate(0.02000000000000001, [0.02, 0.02000000000000002]) == ("0.02000", "[0.02000, 0.02000]")

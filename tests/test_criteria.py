@@ -1,0 +1,225 @@
+"""The claims criteria (analysis/criteria.toml): every claim can hold, fail and be not tested, on
+hand-made analysis outputs whose answers are derived here; freezing; the test-expression whitelist."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import pytest
+
+from analysis import claims as claims_lib
+from analysis import criteria as crit
+from analysis import pm as pm_lib
+from analysis import report
+
+T2 = 4.303                                   # t(0.975, 2 d.o.f.): 3 seeds
+SIZES = {"1k": 1_000, "5k": 5_000, "25k": 25_000, "100k": 100_000, "400k": 400_000}
+DATA = (1_000, 4_000, 16_000)
+MAIN = "policy-100k-pm-100k"
+
+
+def _write(path, obj):
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, "w") as f:
+    json.dump(obj, f)
+
+
+def _pm_record(size, params, d, seed, acc, fraction=None, by_source=None, baselines=(0.55, 0.56, 0.57)):
+  return {"run": f"{size}-n{d}-s{seed}", "model_size": size, "seed": seed, "params": params,
+          "num_train": d, "dataset": "hh_synth/mix", "helpful_fraction": fraction, "harmless_weight": 1.0,
+          "accuracy": acc, "bayes_ceiling": 0.8, "by_source": by_source or {}, "bayes_by_source": {},
+          "by_turn": {}, **dict(zip(pm_lib.BASELINES, baselines))}
+
+
+def pm_scaling(b_by_seed, c_by_seed, bow=0.57, eces=(0.01, 0.02, 0.03)):
+  """acc = 0.5 + b_s ln(P / 1000) + c_s ln(D / 1000) exactly, one grid per seed s."""
+  recs = [_pm_record(size, p, d, s, 0.5 + b * math.log(p / 1000) + c * math.log(d / 1000),
+                     baselines=(0.55, 0.56, bow))
+          for s, (b, c) in enumerate(zip(b_by_seed, c_by_seed)) for size, p in SIZES.items() for d in DATA]
+  return {"n_runs": len(recs), "table": {"records": recs, "cells": pm_lib.aggregate(recs)},
+          "scaling": {"family": pm_lib.family_of(recs[0])},
+          "calibration": {"by_run": [{"run": f"400k-s{s}", "seed": s, "ece": e} for s, e in enumerate(eces)]}}
+
+
+def pm_mix(seeds, help_only_on_harm=0.3):
+  """Fractions 0, 0.5, 1 of one size: harmless-only on helpful 0.4, the mix's worst 0.7."""
+  recs = []
+  for s in seeds:
+    for f, helpful, harmless in ((0.0, 0.4, 0.8), (0.5, 0.7, 0.75), (1.0, 0.75, help_only_on_harm)):
+      recs.append(_pm_record("5k", 5_000, 4_000, s, (helpful + harmless) / 2, f,
+                             {"helpful": helpful + 0.01 * s, "harmless": harmless + 0.01 * s}))
+  return {"n_runs": len(recs), "table": {"records": recs, "cells": []}}
+
+
+def _ppo_entry(name, seed, r2, slope, end_gap, robust_slope, samples=25_600):
+  tests = {f"test-{n}": {"model_size": n, "params": p, "gain_std": robust_slope * math.log(p)}
+           for n, p in (("6k", 6_000), ("25k", 25_000), ("100k", 100_000))}
+  return {"name": f"ppo/{name}-s{seed}", "config": f"ppo/{name}", "seed": seed,
+          "policy": {"model_size": "100k"}, "train_pm": {"model_size": name.rsplit("-", 1)[1]},
+          "final_samples": samples, "score_vs_sqrt_kl": {"train": {"r2": r2, "slope": slope}},
+          "robustness": {"tests": tests}, "gain_gaps_std": {"test-100k": {"early": 0.1, "end": end_gap}}}
+
+
+def rl(seeds, r2s, slopes, end_gaps, robust_slopes, bon_gains, elo_peaks, samples=25_600):
+  runs = [_ppo_entry(name, s, r2s[s], slopes[s], end_gaps[s], robust_slopes[s], samples)
+          for name in (MAIN, "policy-100k-pm-25k") for s in seeds]
+  bon = [{"path": f"/r/best_of_n/{MAIN}-s{s}/bon.json", "n": [1, 2, 4, 8, 16],
+          "scores": {"gold_hh": [0.1, 0.12, 0.15, 0.1 + bon_gains[s] / 2, 0.1 + bon_gains[s]]}} for s in seeds]
+  elo = [{"path": f"/r/elo/{MAIN}-s{s}/elo.json", "samples": [0, 10, 20, 30],
+          "elo_gold": [0.0, elo_peaks[s], elo_peaks[s] - 20, elo_peaks[s] - 40],
+          "elo_pm_predicted": [0.0, 100.0, 150.0, 200.0]} for s in seeds]
+  return {"runs": runs, "best_of_n": bon, "elo": elo}
+
+
+def good_inputs(seeds=(0, 1, 2)):
+  k = len(seeds)
+  return {"pm_scaling": pm_scaling([0.009, 0.010, 0.011][:k], [0.02] * k, eces=(0.01, 0.02, 0.03)[:k]),
+          "pm_mix": pm_mix(seeds),
+          "rl": rl(seeds, [0.96, 0.97, 0.98], [0.3, 0.35, 0.4], [1.0, 1.1, 1.2], [0.1, 0.11, 0.12],
+                   [0.2, 0.21, 0.22], [50.0, 51.0, 52.0])}
+
+
+def bad_inputs():
+  return {"pm_scaling": pm_scaling([0.004, -0.004, 0.0], [0.02, -0.02, 0.0], bow=0.62, eces=(0.01, 0.02, 0.06)),
+          "pm_mix": pm_mix((0, 1, 2), help_only_on_harm=0.55),
+          "rl": rl((0, 1, 2), [0.8, 0.9, 0.85], [0.3, -0.3, 0.0], [0.5, -0.5, 0.0], [0.1, -0.1, 0.0],
+                   [0.1, -0.1, 0.0], [10.0, -10.0, 0.0])}
+
+
+def _verdicts(inputs, main=MAIN):
+  return {c["id"]: c for c in report.judge_claims(crit.load_criteria(), inputs, main)}
+
+
+def test_the_criteria_file_names_every_claim_with_every_field():
+  c = crit.load_criteria()
+  ids = [s["id"] for s in c["claims"]]
+  for old in ("pm_accuracy_vs_params", "pm_accuracy_vs_data", "pm_loglinear_fit", "pm_calibration",
+              "helpful_harmless_tension", "rl_reward_linear_in_sqrt_kl", "train_test_pm_divergence",
+              "larger_pm_more_robust", "best_of_n", "elo"):     # the ids of docs/laptop/numbers.json
+    assert old in ids
+  assert "pm_accuracy_vs_params_upper_half" in ids and "pm_beats_baselines" in ids
+  for spec in c["claims"]:
+    assert spec["statistic"] in claims_lib.STATISTICS and spec["requires"]["seeds"] >= 3
+
+
+def test_every_claim_holds_on_data_built_to_hold():
+  claims = _verdicts(good_inputs())
+  assert {i: c["verdict"] for i, c in claims.items()} == {i: "held" for i in claims}
+  # b per seed 0.009, 0.010, 0.011: mean 0.010, sd 0.001, half-width 4.303 * 0.001 / sqrt(3).
+  b = claims["pm_accuracy_vs_params"]
+  assert b["ours"] == pytest.approx(0.010) and b["ci"] == pytest.approx([0.010 - T2 * 0.001 / math.sqrt(3),
+                                                                          0.010 + T2 * 0.001 / math.sqrt(3)])
+  # Above 25k the law is the same straight line in ln P: the upper-half slope is b itself.
+  assert claims["pm_accuracy_vs_params_upper_half"]["ours"] == pytest.approx(0.010)
+  # Largest PM: 0.5 + b_s ln 400 + 0.02 ln 16, best baseline 0.57 (bag of words).
+  margin = 0.5 + 0.010 * math.log(400) + 0.02 * math.log(16) - 0.57
+  assert claims["pm_beats_baselines"]["ours"] == pytest.approx(margin)
+  assert claims["pm_beats_baselines"]["values"]["best_baseline"] == pytest.approx(0.57)
+  assert claims["pm_calibration"]["values"]["ci_high"] == pytest.approx(0.02 + T2 * 0.01 / math.sqrt(3))
+  assert claims["helpful_harmless_tension"]["ours"] == pytest.approx(0.31)      # 0.3 + 0.01 s, s = 0..2
+  assert claims["rl_reward_linear_in_sqrt_kl"]["ours"] == pytest.approx(0.97)
+  assert claims["train_test_pm_divergence"]["ours"] == pytest.approx(1.1)
+  assert claims["larger_pm_more_robust"]["ours"] == pytest.approx(0.11)        # gain_std = k_s ln P
+  assert claims["best_of_n"]["ours"] == pytest.approx(0.21)
+  assert claims["elo"]["ours"] == pytest.approx(51.0)                           # the peak is snapshot 1
+  assert claims["elo"]["values"]["peak_at_samples"] == 10
+
+
+def test_every_claim_can_fail():
+  claims = _verdicts(bad_inputs())
+  assert {i: c["verdict"] for i, c in claims.items()} == {i: "not held" for i in claims}
+  assert claims["pm_beats_baselines"]["values"]["best_baseline"] == pytest.approx(0.62)
+
+
+def test_every_claim_is_not_tested_with_one_seed_or_without_its_stage():
+  claims = _verdicts(good_inputs(seeds=(0,)))
+  assert {i: c["verdict"] for i, c in claims.items()} == {i: "not tested" for i in claims}
+  assert "independent seeds: 1 (the criterion needs >= 3)" in claims["pm_calibration"]["reason"]
+  none = _verdicts({"pm_scaling": None, "pm_mix": None, "rl": None})
+  assert {c["verdict"] for c in none.values()} == {"not tested"}
+  assert none["best_of_n"]["reason"] == "the best_of_n stage did not run"
+
+
+def test_a_short_ppo_budget_is_not_tested_rather_than_failed():
+  inputs = good_inputs()
+  inputs["rl"] = rl((0, 1, 2), [0.5] * 3, [0.3] * 3, [1.0] * 3, [0.1] * 3, [0.2] * 3, [50.0] * 3, samples=2_560)
+  claims = _verdicts(inputs)
+  assert claims["rl_reward_linear_in_sqrt_kl"]["verdict"] == "not tested"      # R^2 0.5, but 2,560 samples
+  assert "RL samples per run: 2560 (the criterion needs >= 20000)" in claims["rl_reward_linear_in_sqrt_kl"]["reason"]
+
+
+def test_the_upper_half_fails_when_accuracy_is_flat_above_25k():
+  inputs = good_inputs()
+  for r in inputs["pm_scaling"]["table"]["records"]:
+    if r["params"] > 25_000:     # the 100k and 400k PMs are no better than the 25k one
+      r["accuracy"] = 0.5 + 0.01 * math.log(25) + 0.02 * math.log(r["num_train"] / 1000)
+  claims = _verdicts(inputs)
+  assert claims["pm_accuracy_vs_params"]["verdict"] == "held"
+  assert claims["pm_accuracy_vs_params_upper_half"]["verdict"] == "not held"
+
+
+def test_a_pm_above_the_bayes_ceiling_does_not_hold():
+  inputs = good_inputs()
+  for r in inputs["pm_scaling"]["table"]["records"]:
+    r["bayes_ceiling"] = 0.6                 # the largest PM's 0.615 would be above the ceiling
+  assert _verdicts(inputs)["pm_beats_baselines"]["verdict"] == "not held"
+
+
+def test_main_run_selects_the_config_with_or_without_its_seed():
+  inputs = good_inputs()
+  for r in inputs["rl"]["runs"]:
+    if r["config"] == "ppo/policy-100k-pm-25k":
+      r["score_vs_sqrt_kl"]["train"]["r2"] = 0.5
+  assert _verdicts(inputs, MAIN)["rl_reward_linear_in_sqrt_kl"]["verdict"] == "held"
+  assert _verdicts(inputs, MAIN + "-s1")["rl_reward_linear_in_sqrt_kl"]["verdict"] == "held"
+  assert _verdicts(inputs, "policy-100k-pm-25k")["rl_reward_linear_in_sqrt_kl"]["verdict"] == "not held"
+
+
+def test_a_missing_value_with_requirements_met_is_not_held():
+  spec = {"id": "x", "test": "ci_low > 0", "requires": {"seeds": 3}}
+  assert crit.judge(spec, {"values": {"value": 1.0, "ci_low": None}, "counts": {"seeds": 3}}) == \
+      ("not held", "could not compute ci_low")
+  assert crit.judge(spec, {"values": {"ci_low": 0.1}, "counts": {"seeds": 3}}) == ("held", "")
+  assert crit.judge(spec, {"not_tested": "the ppo stage has no finished runs"})[0] == "not tested"
+
+
+@pytest.mark.parametrize("test, values, expected", [
+    ("ci_low > 0", {"ci_low": 0.1}, True), ("value >= 0.9 and b > 0", {"value": 0.9, "b": 0.0}, False),
+    ("early < 0.5 * value", {"early": 0.4, "value": 1.0}, True), ("not x > 1 or y == 2", {"x": 3, "y": 2}, True),
+    ("-x < 0 < y", {"x": 1, "y": 1}, True)])
+def test_test_expressions(test, values, expected):
+  assert crit.evaluate_test(test, values) is expected
+
+
+@pytest.mark.parametrize("test", ["__import__('os').system('x')", "x.real > 0", "[x][0] > 0", "x > 'a'",
+                                  "x ** 2 > 1", "x >"])
+def test_test_expressions_outside_the_whitelist_are_refused(test):
+  with pytest.raises(crit.CriteriaError):
+    crit.names_in(test)
+
+
+def test_freeze_copies_once_and_refuses_other_criteria(tmp_path):
+  root, src = tmp_path / "results", tmp_path / "criteria.toml"
+  src.write_text(open(crit.CRITERIA_PATH).read())
+  frozen = crit.freeze_criteria(str(root), str(src))
+  assert open(frozen).read() == src.read_text()
+  assert (root / crit.SHA_NAME).read_text().split()[0] == crit.sha256_of(str(src))
+  assert crit.freeze_criteria(str(root), str(src)) == frozen            # same file: fine
+  assert crit.load_criteria(str(root))["frozen"]
+  src.write_text(src.read_text().replace('test = "ci_high < 0.05"', 'test = "ci_high < 0.5"'))
+  with pytest.raises(crit.CriteriaChangedError, match="differ from those frozen"):
+    crit.freeze_criteria(str(root), str(src))
+  (root / crit.FROZEN_NAME).write_text(src.read_text())                  # editing the frozen copy
+  with pytest.raises(crit.CriteriaChangedError, match="edited after it was frozen"):
+    crit.load_criteria(str(root))
+
+
+def test_the_report_judges_by_the_frozen_copy(tmp_path):
+  for key, rel in report.ANALYSIS_FILES.items():
+    _write(str(tmp_path / "figures" / rel), good_inputs()[key])
+  crit.freeze_criteria(str(tmp_path))
+  numbers = report.write_report(str(tmp_path), "t", MAIN)
+  assert numbers["criteria"]["frozen"] and numbers["criteria"]["sha256"] == crit.sha256_of(crit.CRITERIA_PATH)
+  assert report.held_sentence(numbers) == "12 of 12 tested claims of Bai et al. 2022 held at this scale; 0 not tested."
