@@ -195,3 +195,36 @@ def test_ood_labels_follow_subset_and_harm():
       harm = world_tasks.parse_context(context).harm
       assert label == (ood_run.HARMFUL if harm > 0 else ood_run.BENIGN_REDTEAM)
   assert {0, 1, 2} <= set(labels.tolist())
+
+
+def test_analysis_reads_the_run(tiny_ood_run):
+  from analysis import ood as ood_analysis
+  from analysis import runs
+  run_dir, _ = tiny_ood_run
+  result, figures, notes = ood_analysis.analyze_ood(runs.find_runs(os.path.dirname(run_dir)))
+  assert set(figures) == {"ood_auroc_vs_layer", "ood_auroc_vs_k"} and not notes
+  (row,) = result["sizes"]
+  assert row["model_size"] == "6k" and row["interval"].startswith("bootstrap")
+  ids = [c["id"] for c in result["claims"]]
+  assert ids == ["ood_auroc_middle_layers", "ood_outlier_exposure_helps"]
+  assert set(result["claims"][0]) == {"id", "claim", "paper", "ours", "ci", "held", "detail"}
+
+
+def _row(size, params, srmd, gap, gap_ci, gain, gain_ci):
+  return {"model_size": size, "params": params, "num_layers": len(srmd) - 1, "ks": [1, 10],
+          "exposure_layer": 1, "auroc_srmd": srmd, "auroc_srmd_ci": None, "middle_gap": gap,
+          "middle_gap_ci": gap_ci, "auroc_exposure": [0.9, 0.95], "exposure_gain": [0.0, gain],
+          "exposure_gain_ci": [[0.0, 0.0], gain_ci], "best_layer": int(np.argmax(srmd)),
+          "best_auroc": max(srmd), "interval": "bootstrap over test prompts"}
+
+
+def test_ood_claims_are_judged_on_the_largest_size_and_can_fail():
+  from analysis import ood as ood_analysis
+  small = _row("6k", 6626, [0.5, 0.6, 0.55], 0.05, [0.01, 0.09], 0.1, [0.05, 0.15])
+  good = _row("400k", 397058, [0.5, 0.9, 0.8], 0.1, [0.05, 0.15], 0.05, [0.02, 0.08])
+  bad = _row("400k", 397058, [0.5, 0.8, 0.9], -0.1, [-0.15, -0.05], 0.01, [-0.01, 0.03])
+  held = ood_analysis.ood_claims({"sizes": [small, good]})
+  assert [c["held"] for c in held] == [True, True] and held[0]["ours"] == 0.1
+  failed = ood_analysis.ood_claims({"sizes": [small, bad]})
+  assert [c["held"] for c in failed] == [False, False] and failed[1]["ours"] == 0.01
+  assert not any(c["held"] for c in ood_analysis.ood_claims(None))
