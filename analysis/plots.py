@@ -14,6 +14,7 @@ import matplotlib
 matplotlib.use("Agg")  # before pyplot: files only, never a window
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
+import matplotlib.transforms  # noqa: E402
 import numpy as np  # noqa: E402
 
 DPI = 150
@@ -52,15 +53,66 @@ def size_colors(sizes: Sequence) -> dict:
   return {s: cmap(0.9 * i / (len(sizes) - 1)) for i, s in enumerate(sizes)}
 
 
+LINESTYLES = ("-", "--", ":", "-.", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)))
+SAVE_KW = {"bbox_inches": "tight", "pad_inches": 0.05}  # the saved image holds every legend
+
+
 def label_axes(ax, xlabel: str, ylabel: str, title: str | None = None, legend: bool = True,
-               legend_loc: str = "best") -> None:
-  """Axis labels (with units), optional panel title, and the legend."""
+               legend_loc: str | None = None) -> None:
+  """Axis labels (with units), optional panel title, and the legend: outside the panel, to its
+  right, so that it covers no data (legend_loc: a corner inside the panel instead)."""
   ax.set_xlabel(xlabel, fontsize=9)
   ax.set_ylabel(ylabel, fontsize=9)
   if title:
     ax.set_title(title, fontsize=10)
-  if legend:
-    ax.legend(loc=legend_loc, fontsize=7, frameon=False)
+  if legend and ax.get_legend_handles_labels()[0]:
+    if legend_loc is None:
+      ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize=7, frameon=False)
+    else:
+      ax.legend(loc=legend_loc, fontsize=7, frameon=False)
+
+
+def styles_by(values) -> dict:
+  """A line style per distinct value, in order of first appearance (e.g. one per PM size)."""
+  out = {}
+  for v in values:
+    out.setdefault(v, LINESTYLES[len(out) % len(LINESTYLES)])
+  return out
+
+
+def log_ticks(ax, values, axis: str = "x", fmt=None) -> None:
+  """A log axis ticked exactly at `values` (e.g. the data sizes trained), labelled by
+  format_count, with no minor tick labels (matplotlib's minor labels on a short log range
+  overlap)."""
+  values = sorted({float(v) for v in values if v and v > 0})
+  target = ax.xaxis if axis == "x" else ax.yaxis
+  (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
+  target.set_major_locator(matplotlib.ticker.FixedLocator(values))
+  target.set_major_formatter(matplotlib.ticker.FixedFormatter([(fmt or format_count)(v) for v in values]))
+  target.set_minor_locator(matplotlib.ticker.NullLocator())
+  target.set_minor_formatter(matplotlib.ticker.NullFormatter())
+
+
+def log_axis(ax, axis: str = "x") -> None:
+  """A log axis with labels at powers of ten only (format_count), minor ticks unlabelled."""
+  target = ax.xaxis if axis == "x" else ax.yaxis
+  (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
+  target.set_major_locator(matplotlib.ticker.LogLocator(base=10, numticks=8))
+  target.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: format_count(v)))
+  target.set_minor_formatter(matplotlib.ticker.NullFormatter())
+
+
+def seed_band(ax, xs, ys, color, label: str, linestyle="-", marker=None) -> None:
+  """The mean over seeds of several curves (one per seed, cut to the shortest) and a +-1 sd band
+  over seeds; one seed draws the line alone."""
+  n = min(len(x) for x in xs)
+  x = np.nanmean(np.array([np.asarray(v, np.float64)[:n] for v in xs]), axis=0)
+  y = np.array([np.asarray(v, np.float64)[:n] for v in ys])
+  mean = np.nanmean(y, axis=0)
+  ax.plot(x, mean, linestyle=linestyle, marker=marker, color=color, label=label)
+  if len(ys) > 1:
+    sd = np.nanstd(y, axis=0, ddof=1)
+    ax.fill_between(x, mean - sd, mean + sd, color=color, alpha=0.18, linewidth=0)
 
 
 def figure_legend(fig, axes, ncol: int | None = None):
@@ -121,10 +173,82 @@ def integer_locator():
 
 
 def save(fig, out_dir: str, stem: str) -> list[str]:
-  """Write `<out_dir>/<stem>.png` (150 dpi) and `.pdf`; close the figure; return both paths."""
+  """Write `<out_dir>/<stem>.png` (150 dpi) and `.pdf`, cropped to every artist (SAVE_KW: legends
+  outside the panels are kept, never clipped); close the figure; return both paths."""
   os.makedirs(out_dir, exist_ok=True)
   paths = [os.path.join(out_dir, f"{stem}.{ext}") for ext in ("png", "pdf")]
   for path in paths:
-    fig.savefig(path, dpi=DPI)
+    fig.savefig(path, dpi=DPI, **SAVE_KW)
   plt.close(fig)
   return paths
+
+
+# ----------------------------------------------------------------------------- layout checks
+
+
+def saved_extent(fig, renderer):
+  """The region `save` writes, in display pixels: with SAVE_KW's bbox_inches="tight" the bounding
+  box of every artist, padded; otherwise the figure's own rectangle."""
+  if SAVE_KW.get("bbox_inches") != "tight":
+    return fig.bbox
+  box = fig.get_tightbbox(renderer).padded(SAVE_KW.get("pad_inches", 0.1))
+  return matplotlib.transforms.Bbox(box.get_points() * fig.dpi)
+
+
+def _legends(fig):
+  return list(fig.legends) + [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
+
+
+def _inside(inner, outer, tol: float = 1.0) -> bool:
+  return (inner.x0 >= outer.x0 - tol and inner.y0 >= outer.y0 - tol and inner.x1 <= outer.x1 + tol
+          and inner.y1 <= outer.y1 + tol)
+
+
+def _data_points(ax) -> np.ndarray:
+  """(n, 2) display coordinates of every plotted line vertex and marker of a panel."""
+  pts = [line.get_transform().transform(np.column_stack(line.get_data()).astype(np.float64))
+         for line in ax.get_lines() if len(line.get_xdata())]
+  pts += [c.get_offset_transform().transform(c.get_offsets()) for c in ax.collections
+          if len(c.get_offsets()) and type(c).__name__ == "PathCollection"]
+  pts = [p[np.all(np.isfinite(p), axis=1)] for p in pts]
+  return np.concatenate(pts) if pts else np.zeros((0, 2))
+
+
+def _overlaps(a, b, tol: float = 0.5) -> bool:
+  return a.x0 < b.x1 - tol and b.x0 < a.x1 - tol and a.y0 < b.y1 - tol and b.y0 < a.y1 - tol
+
+
+def _tick_label_boxes(axis, renderer):
+  return [t.get_window_extent(renderer) for t in axis.get_ticklabels(which="both")
+          if t.get_visible() and t.get_text().strip()]
+
+
+def layout_problems(fig) -> list[str]:
+  """What a reader could not read: a legend outside the saved image (clipped), a legend over a
+  data point of a panel (or a figure legend over a panel), two tick labels of one axis that
+  overlap. [] when the figure is readable."""
+  if not hasattr(fig.canvas, "get_renderer"):  # a closed figure: draw it on a fresh Agg canvas
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    FigureCanvasAgg(fig)
+  fig.canvas.draw()
+  renderer = fig.canvas.get_renderer()
+  extent = saved_extent(fig, renderer)
+  panels = [ax for ax in fig.axes if ax.get_visible() and type(ax).__name__ != "SecondaryAxis"]
+  out = []
+  for leg in _legends(fig):
+    box = leg.get_window_extent(renderer)
+    if not _inside(box, extent):
+      out.append(f"legend {box.bounds} is clipped by the saved extent {extent.bounds}")
+    for ax in panels:
+      if leg in fig.legends and _overlaps(box, ax.get_window_extent(renderer)):
+        out.append(f"figure legend overlaps panel {ax.get_title()!r}")
+      elif leg is ax.get_legend() and box.count_contains(_data_points(ax)):
+        out.append(f"legend of panel {ax.get_title()!r} covers {box.count_contains(_data_points(ax))} data points")
+  for ax in fig.axes:
+    for name, axis in (("x", ax.xaxis), ("y", ax.yaxis)):
+      boxes = _tick_label_boxes(axis, renderer)
+      for i in range(len(boxes)):
+        for j in range(i + 1, len(boxes)):
+          if _overlaps(boxes[i], boxes[j]):
+            out.append(f"{name} tick labels overlap on panel {ax.get_title()!r}")
+  return sorted(set(out))

@@ -45,6 +45,8 @@ def fig_accuracy_vs_data(cells: Sequence[dict], fit_result: dict):
         grid = np.geomspace(min(x), max(x), 50)
         ax.plot(grid, fits.loglinear_curve(fit, params, grid), "--", color=colors[size], linewidth=1.0)
     _draw_ceiling(ax, cells, _ceiling_metric(metric))
+    if metric == "accuracy":
+      _draw_best_baseline(ax, cells)
     title = _metric_label(metric)
     if fit is not None:
       ax.plot([], [], "--", color="gray", linewidth=1.0,
@@ -52,7 +54,7 @@ def fig_accuracy_vs_data(cells: Sequence[dict], fit_result: dict):
       title += f"\na={fit['a']:.3f}  b={fit['b']:.4f}  c={fit['c']:.4f}\nR$^2$={fit['r2']:.3f} over runs"
       if fit_cells is not None:
         title += f", {fit_cells['r2']:.3f} over seed means"
-    ax.set_xscale("log")
+    plots.log_ticks(ax, [c["num_train"] for c in cells])
     plots.label_axes(ax, "comparisons (pairs)", "accuracy", title, legend=False)
   plots.figure_legend(fig, axes)
   plots.suptitle(fig, "PM accuracy vs dataset size", "Bai et al. Fig 7 left, 31, 32")
@@ -76,11 +78,32 @@ def fig_accuracy_vs_params(cells: Sequence[dict], fit_result: dict):
   if fit is not None:
     ax.plot([], [], "--", color="gray", linewidth=1.0, label="fitted log-linear law")
   _draw_ceiling(ax, cells, "bayes_ceiling")
-  ax.set_xscale("log")
+  plots.log_ticks(ax, [c["params"] for c in cells])
   plots.label_axes(ax, "non-embedding parameters", "accuracy", "all test pairs", legend=False)
-  plots.figure_legend(fig, [ax], ncol=3)
+  ax.fill_between([], [], [], color="gray", alpha=0.18, label="band: +-1 sd over seeds")
+  plots.figure_legend(fig, [ax], ncol=2)
   plots.suptitle(fig, "PM accuracy vs model size", "Bai et al. Fig 7 right")
   return fig
+
+
+def best_baseline_by_data(cells: Sequence[dict]) -> dict[int, float]:
+  """{data size: the best shortcut baseline}: per baseline, its mean over the cells of that data
+  size (the shorter-reply and distinct-tokens baselines do not depend on the PM; the bag of words
+  is fitted on the PM's training pairs), then the best of them."""
+  out = {}
+  for d in sorted({c["num_train"] for c in cells}):
+    means = [np.mean(xs) for key in ("shorter_baseline", "distinct_baseline", "bow_baseline")
+             if (xs := [c[f"{key}_mean"] for c in cells if c["num_train"] == d and f"{key}_mean" in c])]
+    if means:
+      out[d] = float(max(means))
+  return out
+
+
+def _draw_best_baseline(ax, cells) -> None:
+  best = best_baseline_by_data(cells)
+  if best:
+    ax.plot(list(best), list(best.values()), "x-", color="gray", linewidth=1.0,
+            label="best shortcut baseline (shorter / distinct tokens / bag of words)")
 
 
 def _draw_ceiling(ax, cells, key: str) -> None:
@@ -109,8 +132,7 @@ def fig_calibration(calib: dict, title_note: str = ""):
     g = calib["gold_labeler"]
     ax.plot(g["centers"], g["accuracy"], "^:", color="C1", linewidth=1.0, label="gold labeler (logit p_chosen)")
   ax.set_ylim(0.45, 1.02)
-  plots.label_axes(ax, "|PM score difference| (logits)", "accuracy (PM-preferred is chosen)",
-                   title_note, legend_loc="lower right")
+  plots.label_axes(ax, "|PM score difference| (logits)", "accuracy (PM-preferred is chosen)", title_note)
   plots.suptitle(fig, "PM calibration", "Bai et al. Fig 9")
   return fig
 
