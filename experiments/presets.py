@@ -15,6 +15,7 @@ laptop study, so `laptop` overrides nothing.
 
 import dataclasses
 
+from hh_jax.data import hh_synth
 from hh_jax.train.experiment import Preset
 
 STAGES = ("base_lm", "pm_scaling", "pm_mix", "pm_halves", "ppo", "best_of_n", "elo")
@@ -94,3 +95,38 @@ def with_pretrained_ladder(preset: Preset, weights_dir: str) -> Preset:
       axes={"checkpoints": ladder, "num_pairs": (10_000, 40_000, 160_000), "seeds": (0,)},
       overrides={"ppo_pretrained": {"num_prompts": None}},
       expected_minutes=f"{len(ladder)} checkpoints of {weights_dir} (not measured)")
+
+
+PAPER_FAITHFUL_DIR = "paper-faithful"
+
+
+def _half_helpful(dataset: str) -> str:
+  """The hh_synth prompt dataset of the same size and seed with 50% helpful prompts."""
+  cfg = hh_synth.config_from_name(dataset.split("/", 1)[1]) if dataset.startswith("hh_synth/") else None
+  if cfg is None:
+    return dataset
+  return "hh_synth/" + hh_synth.make_config(cfg.kind, cfg.size, cfg.seed, cfg.test_size, 0.5,
+                                           cfg.world_seed).name
+
+
+def paper_faithful(preset: Preset) -> Preset:
+  """`preset` with the paper's own choices where the preset departs from them (the second
+  column of the report): PMs at a fixed learning rate (no linear decay), RL and best-of-n
+  prompts 50% helpful / 50% red-team (not 90/10), one PPO epoch per batch (not 2). The base
+  LMs are the preset's own (`hh-jax reproduce --paper-faithful` links them), so the stages
+  are the preset's without base_lm. Where the preset's choices came from: experiments/common.py
+  (LR decay), experiments/ppo.py (prompt mix, epochs)."""
+  from experiments import best_of_n, ppo   # the experiment files' own prompt datasets
+  overrides = {stage: dict(preset.overrides.get(stage, {})) for stage in preset.stages}
+  for stage in PM_STAGES:
+    if stage in overrides:
+      overrides[stage]["optim.schedule"] = "constant"
+  for stage, module in (("ppo", ppo), ("best_of_n", best_of_n)):
+    if stage in overrides:
+      prompts = overrides[stage].get("prompt_dataset", module.get_config().prompt_dataset)
+      overrides[stage]["prompt_dataset"] = _half_helpful(prompts)
+  if "ppo" in overrides:
+    overrides["ppo"]["ppo_epochs"] = 1
+  return dataclasses.replace(preset, name=f"{preset.name}-paper-faithful",
+                             stages=tuple(s for s in preset.stages if s != "base_lm"),
+                             overrides=overrides)

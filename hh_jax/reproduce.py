@@ -25,9 +25,10 @@ import time
 import tensorflow_datasets as tfds
 
 from analysis import cli as analysis_cli
-from analysis import report
+from analysis import criteria, report
 from experiments import ppo as ppo_experiment
-from experiments.presets import PRESETS, with_pretrained_ladder
+from experiments.presets import (PAPER_FAITHFUL_DIR, PRESETS, paper_faithful,
+                                 with_pretrained_ladder)
 from hh_jax import tracking
 from hh_jax.data import pipeline
 from hh_jax.train import experiment as ex
@@ -38,6 +39,21 @@ from hh_jax.train.sweep import DEFAULT_TRACK, USER_ERRORS
 def default_out(preset_name: str, world_seed: int = 0) -> str:
   """results/<preset> for world 0, results/<preset>-ws<N> for world N."""
   return os.path.join("results", preset_name + (f"-ws{world_seed}" if world_seed else ""))
+
+
+def link_base_lms(root: str) -> str:
+  """<root>/paper-faithful, its base_lm a link to <root>/base_lm (the variant reuses the base LMs)."""
+  base = os.path.abspath(os.path.join(root, "base_lm"))
+  if not os.path.isdir(base):
+    raise FileNotFoundError(f"{base}: --paper-faithful reuses the base LMs of {root}; run "
+                            f"`hh-jax reproduce` with the same --preset/--out first (its base_lm "
+                            f"stage at least)")
+  variant = os.path.join(root, PAPER_FAITHFUL_DIR)
+  os.makedirs(variant, exist_ok=True)
+  link = os.path.join(variant, "base_lm")
+  if not os.path.lexists(link):
+    os.symlink(os.path.join("..", "base_lm"), link)
+  return variant
 
 
 def stages_of(preset: ex.Preset) -> tuple[str, ...]:
@@ -100,9 +116,21 @@ class Reproduction:
         raise RuntimeError(f"analysis {kind} {src or self.root} failed with exit code {rc}")
 
   def stage_report(self) -> None:
-    report.write_report(self.root, self.preset.name, self.main_ppo_run())
+    """The report of this root, with the paper-faithful column when that variant has run
+    (<root>/paper-faithful); the variant's own report also refreshes its parent's."""
+    paper = os.path.join(self.root, PAPER_FAITHFUL_DIR)
+    report.write_report(self.root, self.preset.name, self.main_ppo_run(),
+                        paper_root=paper if os.path.isdir(paper) else None)
+    parent = os.path.dirname(self.root)
+    if (os.path.basename(self.root) == PAPER_FAITHFUL_DIR
+        and os.path.exists(os.path.join(parent, "numbers.json"))):
+      report.write_report(parent, self.preset.name.removesuffix("-paper-faithful"),
+                          self.main_ppo_run(), paper_root=self.root)
+      self.log(f"report with the paper-faithful column: {os.path.join(parent, 'report.md')}")
 
   def run(self, stages: tuple[str, ...]) -> None:
+    frozen = criteria.freeze_criteria(self.root)     # before any run it will judge
+    self.log(f"claims criteria frozen in {frozen}")
     t0 = time.time()
     for i, stage in enumerate(stages):
       self.log(f"[{i + 1}/{len(stages)}] {stage} ...")
@@ -133,6 +161,10 @@ def main(argv: list[str]) -> int:
   parser.add_argument("--world-seed", dest="world_seed", type=int, default=0,
                       help="draw the synthetic world, every dataset and every seed from world N "
                            "(default 0); results go to results/<preset>-wsN")
+  parser.add_argument("--paper-faithful", dest="paper_faithful", action="store_true",
+                      help="the paper's own choices where the preset departs from them (fixed PM "
+                           "LR, 50/50 RL prompts, 1 PPO epoch) into <out>/paper-faithful, on the "
+                           "base LMs of <out>; its verdicts become the report's second column")
   parser.add_argument("--no-progress", action="store_true")
   parser.add_argument("--track", default=DEFAULT_TRACK, choices=tracking.TRACKERS,
                       help="live tracking of every run (hh_jax.tracking)")
@@ -154,6 +186,14 @@ def main(argv: list[str]) -> int:
   if args.world_seed < 0:
     print(f"hh-jax reproduce: --world-seed must be >= 0, got {args.world_seed}", file=sys.stderr)
     return 2
+  out = args.out or default_out(preset.name, args.world_seed)
+  if args.paper_faithful:
+    try:
+      args.data_dir = args.data_dir or os.path.join(out, "tfds")     # the parent's datasets
+      preset, out = paper_faithful(preset), link_base_lms(out)
+    except FileNotFoundError as e:
+      print(f"hh-jax reproduce: {e}", file=sys.stderr)
+      return 2
   every = stages_of(preset)
   if args.weights_dir and args.stages is None:     # its figures: hh-jax analyze pm OUT/pm_pretrained
     args.stages = ",".join(("data", *preset.stages))
@@ -163,14 +203,14 @@ def main(argv: list[str]) -> int:
     print(f"hh-jax reproduce: unknown stage(s) {unknown}; the {preset.name} stages are "
           f"{', '.join(every)}", file=sys.stderr)
     return 2
-  repro = Reproduction(preset, args.out or default_out(preset.name, args.world_seed),
+  repro = Reproduction(preset, out,
                        progress=not args.no_progress, data_dir=args.data_dir,
                        manual_dir=args.manual_dir, track=args.track, world_seed=args.world_seed)
   repro.log(f"hh-jax reproduce --preset {preset.name} --world-seed {args.world_seed} "
             f"({preset.expected_minutes}) -> {repro.root}")
   try:
     repro.run(stages)
-  except USER_ERRORS as e:
+  except (*USER_ERRORS, criteria.CriteriaChangedError) as e:
     print(f"hh-jax reproduce: {e.args[0] if e.args else e}", file=sys.stderr)
     return 2
   return 0

@@ -127,3 +127,31 @@ def sweep_args(experiment: str, root: str):
   sweep.add_plan_args(parser)
   parser.add_argument("--workers", type=int, default=1)
   return parser.parse_args([experiment, "--root", root])
+
+
+def test_the_paper_faithful_variant_changes_exactly_the_three_choices(tmp_path):
+  from experiments.presets import PRESETS, paper_faithful
+  from hh_jax.data import hh_synth
+  from hh_jax.reproduce import link_base_lms
+  laptop, paper = PRESETS["laptop"], paper_faithful(PRESETS["laptop"])
+  assert paper.stages == tuple(s for s in laptop.stages if s != "base_lm")
+  root = str(tmp_path)
+  for stage in ("pm_scaling", "ppo", "best_of_n"):
+    ours, theirs = ex.plan(stage, root, laptop), ex.plan(stage, root, paper)
+    assert [r.name for r in ours] == [r.name for r in theirs]
+    for a, b in zip(ours, theirs):
+      if stage == "pm_scaling":
+        assert (a.config.optim.schedule, b.config.optim.schedule) == ("linear", "constant")
+        assert a.config.data == b.config.data
+      else:
+        fa = hh_synth.config_from_name(a.config.prompt_dataset.split("/")[1]).helpful_fraction
+        fb = hh_synth.config_from_name(b.config.prompt_dataset.split("/")[1]).helpful_fraction
+        assert (fa, fb) == (0.9, 0.5)
+      if stage == "ppo":
+        assert (a.config.ppo_epochs, b.config.ppo_epochs) == (2, 1)
+  with pytest.raises(FileNotFoundError, match="reuses the base LMs"):
+    link_base_lms(root)
+  os.makedirs(os.path.join(root, "base_lm", "25k"))
+  variant = link_base_lms(root)
+  assert os.path.isdir(os.path.join(variant, "base_lm", "25k"))
+  assert link_base_lms(root) == variant                      # idempotent
