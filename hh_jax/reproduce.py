@@ -18,6 +18,8 @@ so the runs of several worlds sit side by side.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures as cf
+import multiprocessing
 import os
 import sys
 import time
@@ -34,6 +36,13 @@ from hh_jax.data import pipeline
 from hh_jax.train import experiment as ex
 from hh_jax.train import lifecycle, tasks
 from hh_jax.train.sweep import DEFAULT_TRACK, USER_ERRORS
+
+
+def _timed_run(cfg, run_dir: str, track: str) -> float:
+  """One run in a worker process; its wall time in seconds."""
+  t = time.time()
+  tasks.run_config(cfg, run_dir, progress=False, track=track)
+  return time.time() - t
 
 
 def default_out(preset_name: str, world_seed: int = 0) -> str:
@@ -65,9 +74,10 @@ class Reproduction:
 
   def __init__(self, preset: ex.Preset, out_dir: str, progress: bool = True,
                data_dir: str | None = None, manual_dir: str | None = None,
-               track: str = "none", world_seed: int = 0):
+               track: str = "none", world_seed: int = 0, workers: int = 1):
     self.preset = preset
     self.world_seed = world_seed
+    self.workers = workers
     self.track = track
     self.root = os.path.abspath(out_dir)
     self.data_dir = os.path.abspath(data_dir) if data_dir else os.path.join(self.root, "tfds")
@@ -98,13 +108,22 @@ class Reproduction:
       pipeline.prepare(name, self.data_dir, self.manual_dir)
 
   def stage_experiment(self, stage: str) -> None:
+    """The stage's unfinished runs, one at a time in this process, or `workers` at a time in
+    fresh processes (the runs of one stage never depend on each other)."""
     runs = self.plan(stage)
     todo = [r for r in runs if not lifecycle.is_finished(r.dir)]
     self.log(f"{stage}: {len(runs)} runs, {len(runs) - len(todo)} already finished")
-    for run in todo:
-      t = time.time()
-      tasks.run_config(run.config, run.dir, progress=self.progress, track=self.track)
-      self.log(f"  {stage}/{run.name} done in {time.time() - t:.0f}s")
+    if self.workers <= 1 or len(todo) <= 1:
+      for run in todo:
+        t = time.time()
+        tasks.run_config(run.config, run.dir, progress=self.progress, track=self.track)
+        self.log(f"  {stage}/{run.name} done in {time.time() - t:.0f}s")
+      return
+    spawn = multiprocessing.get_context("spawn")    # a fresh JAX runtime per run
+    with cf.ProcessPoolExecutor(self.workers, mp_context=spawn, max_tasks_per_child=1) as pool:
+      started = {pool.submit(_timed_run, r.config, r.dir, self.track): r for r in todo}
+      for future in cf.as_completed(started):
+        self.log(f"  {stage}/{started[future].name} done in {future.result():.0f}s")
 
   def stage_analysis(self) -> None:
     """Three analyses, so that each fit sees only its own sweep's runs."""
@@ -165,6 +184,8 @@ def main(argv: list[str]) -> int:
                       help="the paper's own choices where the preset departs from them (fixed PM "
                            "LR, 50/50 RL prompts, 1 PPO epoch) into <out>/paper-faithful, on the "
                            "base LMs of <out>; its verdicts become the report's second column")
+  parser.add_argument("--workers", type=int, default=1,
+                      help="runs of one stage trained at a time, each in its own process")
   parser.add_argument("--no-progress", action="store_true")
   parser.add_argument("--track", default=DEFAULT_TRACK, choices=tracking.TRACKERS,
                       help="live tracking of every run (hh_jax.tracking)")
@@ -205,7 +226,8 @@ def main(argv: list[str]) -> int:
     return 2
   repro = Reproduction(preset, out,
                        progress=not args.no_progress, data_dir=args.data_dir,
-                       manual_dir=args.manual_dir, track=args.track, world_seed=args.world_seed)
+                       manual_dir=args.manual_dir, track=args.track, world_seed=args.world_seed,
+                       workers=args.workers)
   repro.log(f"hh-jax reproduce --preset {preset.name} --world-seed {args.world_seed} "
             f"({preset.expected_minutes}) -> {repro.root}")
   try:
