@@ -24,6 +24,7 @@ import os
 import sys
 import time
 
+import jax
 import tensorflow_datasets as tfds
 
 from analysis import cli as analysis_cli
@@ -36,6 +37,14 @@ from hh_jax.data import pipeline
 from hh_jax.train import experiment as ex
 from hh_jax.train import lifecycle, tasks
 from hh_jax.train.sweep import DEFAULT_TRACK, USER_ERRORS
+
+
+def use_compilation_cache(default_dir: str) -> None:
+  """JAX's persistent compilation cache for this process and its workers ($JAX_COMPILATION_CACHE_DIR
+  if set, else default_dir): a run whose step was compiled by an earlier run of the same shapes
+  (PM seeds, a resumed reproduction) loads it instead of compiling again."""
+  path = os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", default_dir)
+  jax.config.update("jax_compilation_cache_dir", path)
 
 
 def _timed_run(cfg, run_dir: str, track: str) -> float:
@@ -224,6 +233,7 @@ def main(argv: list[str]) -> int:
     print(f"hh-jax reproduce: unknown stage(s) {unknown}; the {preset.name} stages are "
           f"{', '.join(every)}", file=sys.stderr)
     return 2
+  use_compilation_cache(os.path.join(os.path.abspath(out), "jax_cache"))
   repro = Reproduction(preset, out,
                        progress=not args.no_progress, data_dir=args.data_dir,
                        manual_dir=args.manual_dir, track=args.track, world_seed=args.world_seed,
