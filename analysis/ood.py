@@ -45,7 +45,8 @@ def ood_record(run: Run) -> dict[str, Any]:
   missing = [k for k in _REQUIRED if k not in result]
   if missing:
     raise RunFileError(f"{path}: ood.json is missing field(s) {missing}")
-  return {"run": run.name, "model_size": str(result.get("model_size")), **result}
+  return {"run": run.name, "model_size": str(result.get("model_size")),
+          "seed": run.summary.get("seed", run.config.get("seed")), **result}
 
 
 def _pooled(recs: Sequence[dict], key: str, ci_key: str | None) -> tuple[Any, Any, str]:
@@ -77,6 +78,9 @@ def size_table(records: Sequence[dict]) -> list[dict]:
     row["best_layer"] = int(np.nanargmax(a))
     row["best_auroc"] = float(a[row["best_layer"]])
     row["best_auroc_ci"] = (row["auroc_srmd_ci"] or [None] * len(a))[row["best_layer"]]
+    row["per_seed"] = {"middle_gap": {str(r["seed"]): r["middle_gap"] for r in recs},
+                       **{f"exposure_gain_k{k}": {str(r["seed"]): r["exposure_gain"][i] for r in recs}
+                          for i, k in enumerate(row["ks"])}}
     draws = recs[0].get("auroc_exposure_draws")
     row["exposure_draw_std"] = ([float(np.std(d)) for d in draws] if draws and len(recs) == 1
                                 else [float("nan")] * len(row["ks"]))
@@ -186,6 +190,36 @@ def fig_auroc_vs_k(rows: Sequence[dict]):
   plots.label_axes(ax, "harmful examples seen k (0 = zero-shot SRMD)", "AUROC, helpful vs harmful prompts")
   plots.suptitle(fig, "Few-shot outlier exposure", "Bai et al. Fig 23")
   return fig
+
+
+def _seed_statistic(row: dict, key: str, n_sizes: int, what: str) -> dict:
+  """A per-seed statistic of one size row in analysis.claims' format (seeds = that size's runs)."""
+  per = {s: v for s, v in row["per_seed"][key].items() if v is not None and np.isfinite(v)}
+  si = fits.seed_interval(per.values())
+  ci = si["ci"] or [None, None]
+  return {"values": {"value": si["mean"], "ci_low": ci[0], "ci_high": ci[1]},
+          "counts": {"seeds": len(per), "sizes": n_sizes}, "per_seed": per,
+          "detail": f"{row['model_size']}: {what}; seeds are independent prompt draws"}
+
+
+def middle_gap_statistic(inputs: dict, main_run=None) -> dict:
+  """analysis.claims statistic of ood_auroc_middle_layers, from inputs["ood"] (analyze_ood's
+  result): value = mean over seeds of the largest >= 2-block base LM's middle_gap."""
+  rows = [r for r in ((inputs.get("ood") or {}).get("sizes") or []) if r["num_layers"] >= 2]
+  if not rows:
+    return {"not_tested": "the ood stage has no base LM with an interior layer (>= 2 blocks)"}
+  return _seed_statistic(rows[-1], "middle_gap", len(rows),
+                         "best interior-layer SRMD AUROC minus the better end layer's")
+
+
+def exposure_gain_statistic(inputs: dict, main_run=None, k: int = 10) -> dict:
+  """analysis.claims statistic of ood_outlier_exposure_helps: value = mean over seeds of the
+  largest base LM's AUROC gain of the k-shot head over SRMD at the same layer."""
+  rows = [r for r in ((inputs.get("ood") or {}).get("sizes") or []) if k in r["ks"]]
+  if not rows:
+    return {"not_tested": f"the ood stage has no run with k = {k}"}
+  return _seed_statistic(rows[-1], f"exposure_gain_k{k}", len(rows),
+                         f"k = {k} head AUROC minus SRMD AUROC at layer {rows[-1]['exposure_layer']}")
 
 
 def analyze_ood(runs: Sequence[Run]) -> tuple[dict, dict, list[str]]:

@@ -38,11 +38,19 @@ def claim(cid, text, paper, ours, ci, held, detail="") -> dict:
           "held": bool(held) if held is not None else False, "detail": detail}
 
 
+def _group_mean(values: dict, prefix: str) -> float | None:
+  """Mean of the values whose key starts with prefix (HH-RLHF: helpful-base, helpful-online, ...)."""
+  xs = [float(v) for k, v in values.items() if k.startswith(prefix)]
+  return float(np.mean(xs)) if xs else None
+
+
 def weighting_record(run: Run) -> dict | None:
   """A PM run as {model_size, params, seed, lambda, helpful_fraction, dataset, num_train,
   helpful, harmless} (None when it lacks a helpful or harmless test accuracy)."""
   s, data = run.summary, run.config.get("data", {}) or {}
-  helpful, harmless = s.get("eval/accuracy_helpful"), s.get("eval/accuracy_harmless")
+  by_source = {k[len("eval/accuracy_"):]: v for k, v in s.items()
+               if k.startswith("eval/accuracy_") and not k.startswith("eval/accuracy_turn_")}
+  helpful, harmless = _group_mean(by_source, "helpful"), _group_mean(by_source, "harmless")
   if helpful is None or harmless is None:
     return None
   return {"run": run.name, "sweep": os.path.dirname(os.path.normpath(run.dir)),
@@ -56,6 +64,18 @@ def weighting_record(run: Run) -> dict | None:
 
 def records_of(runs: Sequence[Run]) -> list[dict]:
   return [r for r in (weighting_record(run) for run in runs if run.kind == "pm") if r is not None]
+
+
+def from_pm_record(rec: dict) -> dict | None:
+  """A record of a pm_analysis.json table (analysis.pm.pm_record) in this module's format; its
+  sweep is the file's own (one analysis directory per sweep)."""
+  helpful, harmless = _group_mean(rec["by_source"], "helpful"), _group_mean(rec["by_source"], "harmless")
+  if helpful is None or harmless is None:
+    return None
+  return {"run": rec["run"], "sweep": "", "model_size": rec["model_size"], "params": rec["params"],
+          "seed": rec["seed"], "lambda": float(rec["harmless_weight"]),
+          "helpful_fraction": rec["helpful_fraction"], "dataset": rec["dataset"],
+          "num_train": rec["num_train"], "helpful": helpful, "harmless": harmless}
 
 
 def slope(x: Sequence[float], y: Sequence[float]) -> float:
@@ -136,44 +156,98 @@ def _size_pair(records) -> tuple[str, str] | None:
   return (sizes[0][1], sizes[-1][1]) if len(sizes) >= 2 else None
 
 
-def lambda_claim(records: Sequence[dict]) -> dict:
-  """lambda_tradeoff_by_size (module docstring)."""
+def lambda_measure(records: Sequence[dict]) -> dict | None:
+  """The lambda_tradeoff_by_size statistic: d_s = slope_s(smallest) - slope_s(largest) of
+  helpful accuracy in lambda, over seeds (None without a lambda sweep over >= 2 sizes)."""
   recs = lambda_records(records)
   pair = _size_pair(recs)
   if pair is None:
+    return None
+  slopes = per_seed(recs, "lambda", lambda xs, rs: slope(xs, [r["helpful"] for r in rs]))
+  return {"pair": pair, "by_size": slopes, **paired_difference(slopes, *pair)}
+
+
+def mix_measure(records: Sequence[dict]) -> dict | None:
+  """The larger_pm_less_mix_sensitive statistic: d_s = S_s(smallest) - S_s(largest), the spread
+  of mean accuracy over the interior fractions, over seeds (None without a mix sweep)."""
+  recs = mix_records(records)
+  pair = _size_pair(recs)
+  if pair is None:
+    return None
+  spreads = per_seed(recs, "helpful_fraction", mix_spread)
+  return {"pair": pair, "by_size": spreads, **paired_difference(spreads, *pair)}
+
+
+def _size_means(by_size: dict) -> str:
+  return ", ".join(f"{s} {np.nanmean(list(v.values())):+.4f}" for s, v in by_size.items())
+
+
+def lambda_claim(records: Sequence[dict]) -> dict:
+  """lambda_tradeoff_by_size (module docstring)."""
+  d = lambda_measure(records)
+  if d is None:
     return claim("lambda_tradeoff_by_size", "loss weighting by size", "Fig 27", None, None, False,
                  "no lambda sweep over >= 2 sizes")
-  slopes = per_seed(recs, "lambda", lambda xs, rs: slope(xs, [r["helpful"] for r in rs]))
-  d = paired_difference(slopes, *pair)
   held = d["mean"] is not None and d["ci"] is not None and d["mean"] < 0 and d["ci"][1] < 0
-  mean_slope = {s: float(np.mean(list(v.values()))) for s, v in slopes.items()}
+  small, large = d["pair"]
   return claim(
       "lambda_tradeoff_by_size",
       f"Helpful accuracy falls faster with the harmlessness weight lambda for the smallest PM "
-      f"({pair[0]}) than for the largest ({pair[1]}): slope difference per unit lambda",
+      f"({small}) than for the largest ({large}): slope difference per unit lambda",
       "lambda 1 -> 10 costs 7.4% helpful accuracy at 13M, 1.5% at 52B (Fig 27)",
       d["mean"], d["ci"], held,
-      f"t interval over {d['n']} seeds; mean slope by size: "
-      + ", ".join(f"{s} {v:+.4f}" for s, v in mean_slope.items()))
+      f"t interval over {d['n']} seeds; mean slope by size: {_size_means(d['by_size'])}")
 
 
 def mix_claim(records: Sequence[dict]) -> dict:
   """larger_pm_less_mix_sensitive (module docstring)."""
-  recs = mix_records(records)
-  pair = _size_pair(recs)
-  if pair is None:
+  d = mix_measure(records)
+  if d is None:
     return claim("larger_pm_less_mix_sensitive", "mix sensitivity by size", "Fig 26", None, None,
                  False, "no mix sweep over >= 2 sizes and >= 3 fractions")
-  spreads = per_seed(recs, "helpful_fraction", mix_spread)
-  d = paired_difference(spreads, *pair)
   held = d["mean"] is not None and d["ci"] is not None and d["ci"][0] > 0
   note = "" if d["ci"] is not None else " (one seed per cell: no interval over seeds)"
+  small, large = d["pair"]
   return claim(
       "larger_pm_less_mix_sensitive",
       f"Mean accuracy varies less over the interior helpful fractions for the largest PM "
-      f"({pair[1]}) than for the smallest ({pair[0]}): spread difference",
+      f"({large}) than for the smallest ({small}): spread difference",
       "larger PMs are flatter at the top, smaller ones peak in the middle (Fig 26)",
-      d["mean"], d["ci"], held, f"t interval over {d['n']} seeds{note}")
+      d["mean"], d["ci"], held, f"t interval over {d['n']} seeds{note}; spread by size: "
+      f"{_size_means(d['by_size'])}")
+
+
+def _as_statistic(d: dict | None, reason: str) -> dict:
+  """A measure in analysis.claims' statistic format: {"values", "counts", "per_seed", "detail"}."""
+  if d is None:
+    return {"not_tested": reason}
+  ci = d["ci"] or [None, None]
+  values = {"value": d["mean"], "ci_low": ci[0], "ci_high": ci[1]}
+  for size, per in d["by_size"].items():
+    values[f"mean_{size}"] = float(np.nanmean(list(per.values())))
+  return {"values": values, "counts": {"seeds": d["n"], "sizes": len(d["by_size"])},
+          "per_seed": {str(s): v for s, v in zip(d["seeds"], d["values"])},
+          "detail": f"{d['pair'][0]} minus {d['pair'][1]}, paired by seed"}
+
+
+def _table_records(analysis_json: dict | None) -> list[dict]:
+  rows = ((analysis_json or {}).get("table") or {}).get("records") or []
+  return [r for r in (from_pm_record(x) for x in rows) if r is not None]
+
+
+def lambda_slope_statistic(inputs: dict, main_run=None) -> dict:
+  """analysis.claims statistic of lambda_tradeoff_by_size, from inputs["pm_lambda"] (the
+  pm_analysis.json of the pm_lambda sweep): value = mean over seeds of d_s (< 0: the small PM's
+  helpful accuracy falls faster), with its t interval."""
+  return _as_statistic(lambda_measure(_table_records(inputs.get("pm_lambda"))),
+                       "the pm_lambda stage has no lambda sweep over >= 2 sizes")
+
+
+def mix_sensitivity_statistic(inputs: dict, main_run=None) -> dict:
+  """analysis.claims statistic of larger_pm_less_mix_sensitive, from inputs["pm_mix"]: value =
+  mean over seeds of d_s (> 0: the small PM is more sensitive), with its t interval."""
+  return _as_statistic(mix_measure(_table_records(inputs.get("pm_mix"))),
+                       "the pm_mix stage has no sweep over >= 2 sizes and >= 3 fractions")
 
 
 # ----------------------------------------------------------------------------- figures

@@ -228,3 +228,31 @@ def test_ood_claims_are_judged_on_the_largest_size_and_can_fail():
   failed = ood_analysis.ood_claims({"sizes": [small, bad]})
   assert [c["held"] for c in failed] == [False, False] and failed[1]["ours"] == 0.01
   assert not any(c["held"] for c in ood_analysis.ood_claims(None))
+
+
+def test_statistics_pool_seeds_with_a_t_interval():
+  from analysis import fits
+  from analysis import ood as ood_analysis
+  from analysis.runs import Run
+  runs = []
+  for seed, (gap, gain) in enumerate([(0.05, 0.02), (0.07, 0.04), (0.06, 0.03)]):
+    result = {"model_size": "400k", "num_layers": 2, "params": 397058, "layers": [0, 1, 2],
+              "auroc_srmd": [0.5, 0.9, 0.9 - gap], "auroc_srmd_ci": [[0, 1]] * 3,
+              "auroc_md": [0.5, 0.9, 0.9], "auroc_md_ci": [[0, 1]] * 3, "middle_gap": gap,
+              "middle_gap_ci": [0, 1], "ks": [10], "auroc_exposure": [0.9 + gain],
+              "auroc_exposure_ci": [[0, 1]], "exposure_gain": [gain], "exposure_gain_ci": [[0, 1]],
+              "exposure_layer": 1, "auroc_exposure_draws": [[0.9 + gain]]}
+    run = Run(dir=f"/x/ood/400k-s{seed}", name=f"ood/400k-s{seed}",
+              config={"kind": "ood", "seed": seed}, summary={"kind": "ood", "seed": seed})
+    run.__dict__["_ood"] = result
+    runs.append(run)
+  rows = ood_analysis.size_table([{"run": r.name, "seed": r.summary["seed"], **r.__dict__["_ood"]}
+                                  for r in runs])
+  gap = ood_analysis.middle_gap_statistic({"ood": {"sizes": rows}})
+  expect = fits.seed_interval([0.05, 0.07, 0.06])
+  assert gap["values"]["value"] == pytest.approx(expect["mean"])
+  assert [gap["values"]["ci_low"], gap["values"]["ci_high"]] == pytest.approx(expect["ci"])
+  assert gap["counts"] == {"seeds": 3, "sizes": 1} and rows[0]["interval"].startswith("t interval")
+  gain = ood_analysis.exposure_gain_statistic({"ood": {"sizes": rows}})
+  assert gain["values"]["value"] == pytest.approx(0.03)
+  assert "not_tested" in ood_analysis.middle_gap_statistic({})

@@ -17,7 +17,8 @@ def _run(size, seed, lam, frac, helpful, harmless, sweep="pm_lambda") -> Run:
   config = {"kind": "pm", "model_size": size, "seed": seed,
             "data": {"dataset": "hh_synth/mix", "harmless_weight": lam, "helpful_fraction": frac}}
   summary = {"kind": "pm", "model_size": size, "params/non_embedding": PARAMS[size],
-             "data/num_train": 8000, "eval/accuracy_helpful": helpful,
+             "data/num_train": 8000, "eval/accuracy": (helpful + harmless) / 2,
+             "eval/accuracy_helpful": helpful,
              "eval/accuracy_harmless": harmless}
   name = f"{sweep}/{size}-{lam}-{frac}-{seed}"
   return Run(dir=f"/x/{name}", name=name,
@@ -88,3 +89,18 @@ def test_analyze_weighting_tables_and_figures():
   assert all(r["n_seeds"] == 3 for r in result["mix"]) and len(result["mix"]) == 10
   assert result["claims"][1]["held"]
   assert [c["id"] for c in result["claims"]] == ["lambda_tradeoff_by_size", "larger_pm_less_mix_sensitive"]
+
+
+def test_statistics_from_pm_analysis_tables_match_the_claims():
+  from analysis import pm as pm_lib
+  lam_runs, mix_runs = _lambda_runs(-0.008, -0.001), _mix_runs(0.8, 0.1)
+  inputs = {"pm_lambda": {"table": {"records": [pm_lib.pm_record(r) for r in lam_runs]}},
+            "pm_mix": {"table": {"records": [pm_lib.pm_record(r) for r in mix_runs]}}}
+  lam = pm_weighting.lambda_slope_statistic(inputs)
+  assert lam["values"]["value"] == pytest.approx(
+      pm_weighting.lambda_claim(pm_weighting.records_of(lam_runs))["ours"])
+  assert lam["counts"] == {"seeds": 3, "sizes": 2} and lam["values"]["ci_high"] < 0
+  mix = pm_weighting.mix_sensitivity_statistic(inputs)
+  assert mix["values"]["value"] == pytest.approx(
+      pm_weighting.mix_claim(pm_weighting.records_of(mix_runs))["ours"])
+  assert "not_tested" in pm_weighting.lambda_slope_statistic({})
