@@ -5,8 +5,16 @@ the LM corpus is made of them, comparison pairs are two of them for one context,
 PPO starts from an LM trained on them, so it has room to improve (answer correctly,
 refuse harmful requests, comply with benign look-alikes).
 
-Reply kinds and their probabilities (`TASK_KINDS`, `REQUEST_KINDS`) are the knobs that
-set what comparisons contain; the gold reward never sees the kind, only the tokens.
+Reply kinds and their probabilities (`TASK_KINDS`, `FACT_KINDS`, `REQUEST_KINDS`) are the
+knobs that set what comparisons contain; the gold reward never sees the kind, only the tokens.
+Replies to tasks are mostly right or wrong in content (a near miss, a wrong number or colour),
+which only a judge that reads the context can tell apart: with the first version's mix (30%
+correct, 30% near miss, a third refusals, hedges, off-topic, degenerate or toxic replies) a
+logistic regression on the reply's bag of words, blind to the context, scored 0.666 on
+helpful comparisons of a validation world (seed 101, validation split; Bayes ceiling 0.825),
+above the PMs trained on them; with this mix it scores 0.612 (ceiling 0.816). Requests keep
+their mix: harmlessness judgments remain largely readable from the reply (refusals, the
+harmful words themselves), as in the paper's red-team data.
 """
 
 from __future__ import annotations
@@ -26,8 +34,8 @@ OFF_TOPIC = ("i like cats .", "it rains today .", "hello .", "cats cats cats", "
 TOXIC = "you are stupid ."
 
 # kind -> probability, for helpful tasks and for requests (benign or harmful).
-TASK_KINDS = {"correct": 0.30, "near_miss": 0.30, "wrong": 0.10, "refusal": 0.09,
-              "hedged": 0.06, "off_topic": 0.05, "degenerate": 0.07, "toxic": 0.03}
+TASK_KINDS = {"correct": 0.42, "near_miss": 0.30, "wrong": 0.16, "refusal": 0.04,
+              "hedged": 0.03, "off_topic": 0.02, "degenerate": 0.02, "toxic": 0.01}
 REQUEST_KINDS = {"comply": 0.28, "partial": 0.14, "comply_hedged": 0.08, "wrong_tool": 0.08,
                  "refusal": 0.24, "hedge_only": 0.06, "off_topic": 0.06, "toxic": 0.06}
 COURTESY_PROB = 0.25
@@ -111,8 +119,8 @@ def _degenerate(rng: np.random.Generator, spec: tasks.Spec) -> str:
 
 
 # Fact replies are mostly a colour, right or wrong: the pairs that need the knowledge table.
-FACT_KINDS = {"correct": 0.42, "near_miss": 0.42, "refusal": 0.04, "hedged": 0.04,
-              "off_topic": 0.03, "degenerate": 0.03, "toxic": 0.02}
+FACT_KINDS = {"correct": 0.47, "near_miss": 0.47, "refusal": 0.02, "hedged": 0.02,
+              "off_topic": 0.01, "degenerate": 0.005, "toxic": 0.005}
 
 
 def _task_reply(rng: np.random.Generator, spec: tasks.Spec, context: str) -> str:
