@@ -22,8 +22,9 @@ What a model must learn in each family, and why a larger one learns more of it:
   down the tail, and a larger model memorises a person from fewer mentions and holds more
   of the table (12 kbit in all), so PM accuracy grows with both across the ladder (the
   mechanism behind log-linear scaling in Michaud et al. 2023, "The quantization model").
-  With 256 people (the first version of this world) every model from 25k parameters up
-  held the whole table and the size effect stopped there.
+  With 256 people (the first version of this world) PM accuracy stopped rising with size
+  above 25k parameters; a 256-entry table fits the 25k model, one likely reason (the other:
+  most comparisons could be told apart from the replies alone, see `policy`).
 - arithmetic, sort, reverse, lookup are algorithms whose cost grows with the difficulty
   knob (4-digit sums with carries, longer lists, longer tables): a judge must carry out the
   computation, which takes depth and width the smallest models lack.
