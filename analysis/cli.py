@@ -37,6 +37,7 @@ def _save_all(figures: dict, out_dir: str) -> list[str]:
 def _write(found, result: dict, figures: dict, notes: list, out_dir: str, json_name: str) -> dict:
   """Save the figures and the result JSON; return {"result", "figures", "notes", "files", "skipped"}."""
   result["skipped_unfinished"] = found.skipped
+  notes = notes + [f"figure {stem}: {p}" for stem, fig in figures.items() for p in plots.layout_problems(fig)]
   os.makedirs(out_dir, exist_ok=True)
   files = _save_all(figures, out_dir)
   json_path = os.path.join(out_dir, json_name)
