@@ -19,12 +19,13 @@ interval over those runs (`fits.seed_interval`). `detail` says which.
 from __future__ import annotations
 
 import collections
+import os
 from typing import Any, Sequence
 
 import numpy as np
 
 from analysis import fits, plots
-from analysis.runs import Run, RunFileError, read_json
+from analysis.runs import Run, RunFileError, discover, read_json, write_json
 
 PAPER_BEST_AUROC = 0.85        # Fig 22: the 52B model's middle layers, no outlier exposure
 PAPER_EXPOSURE_K10 = 0.94      # Fig 23: the 52B model with 10 harmful examples (+-0.02)
@@ -231,3 +232,15 @@ def analyze_ood(runs: Sequence[Run]) -> tuple[dict, dict, list[str]]:
   result = {"sizes": rows, "claims": ood_claims({"sizes": rows})}
   figures = {"ood_auroc_vs_layer": fig_auroc_vs_layer(rows), "ood_auroc_vs_k": fig_auroc_vs_k(rows)}
   return result, figures, []
+
+
+def run_ood(root: str, out_dir: str) -> dict:
+  """analyze_ood over the finished runs under root; writes <out_dir>/ood_analysis.json and the
+  figures (PNG + PDF); returns {"result", "notes", "files"}."""
+  found = discover(root)
+  result, figures, notes = analyze_ood(found.runs)
+  result["skipped_unfinished"] = found.skipped
+  os.makedirs(out_dir, exist_ok=True)
+  files = [p for stem, fig in figures.items() for p in plots.save(fig, out_dir, stem)]
+  write_json(os.path.join(out_dir, "ood_analysis.json"), result)
+  return {"result": result, "notes": notes, "files": files + [os.path.join(out_dir, "ood_analysis.json")]}

@@ -27,7 +27,7 @@ from typing import Sequence
 import numpy as np
 
 from analysis import fits, plots
-from analysis.runs import Run
+from analysis.runs import Run, discover, write_json
 
 PAPER_LAMBDA_DROP = {"13M": 0.074, "52B": 0.015}   # helpful error increase, lambda 1 -> 10
 
@@ -175,7 +175,8 @@ def mix_measure(records: Sequence[dict]) -> dict | None:
   if pair is None:
     return None
   spreads = per_seed(recs, "helpful_fraction", mix_spread)
-  return {"pair": pair, "by_size": spreads, **paired_difference(spreads, *pair)}
+  return {"pair": pair, "by_size": spreads, "fractions": len({r["helpful_fraction"] for r in recs}),
+          **paired_difference(spreads, *pair)}
 
 
 def _size_means(by_size: dict) -> str:
@@ -225,7 +226,10 @@ def _as_statistic(d: dict | None, reason: str) -> dict:
   values = {"value": d["mean"], "ci_low": ci[0], "ci_high": ci[1]}
   for size, per in d["by_size"].items():
     values[f"mean_{size}"] = float(np.nanmean(list(per.values())))
-  return {"values": values, "counts": {"seeds": d["n"], "sizes": len(d["by_size"])},
+  counts = {"seeds": d["n"], "sizes": len(d["by_size"])}
+  if "fractions" in d:
+    counts["fractions"] = d["fractions"]
+  return {"values": values, "counts": counts,
           "per_seed": {str(s): v for s, v in zip(d["seeds"], d["values"])},
           "detail": f"{d['pair'][0]} minus {d['pair'][1]}, paired by seed"}
 
@@ -295,3 +299,17 @@ def analyze_weighting(runs: Sequence[Run]) -> tuple[dict, dict, list[str]]:
   else:
     notes.append("no mix sweep with >= 3 fractions: pm_mix_sensitivity skipped")
   return result, figures, notes
+
+
+def run_weighting(roots: Sequence[str], out_dir: str) -> dict:
+  """analyze_weighting over the finished runs under every root (e.g. <results>/pm_lambda and
+  <results>/pm_mix; missing roots are skipped); writes <out_dir>/weighting_analysis.json and the
+  figures; returns {"result", "notes", "files"}."""
+  found = [discover(r) for r in roots if os.path.isdir(r)]
+  result, figures, notes = analyze_weighting([run for f in found for run in f.runs])
+  result["skipped_unfinished"] = [d for f in found for d in f.skipped]
+  os.makedirs(out_dir, exist_ok=True)
+  files = [p for stem, fig in figures.items() for p in plots.save(fig, out_dir, stem)]
+  path = os.path.join(out_dir, "weighting_analysis.json")
+  write_json(path, result)
+  return {"result": result, "notes": notes, "files": files + [path]}

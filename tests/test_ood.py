@@ -202,6 +202,8 @@ def test_analysis_reads_the_run(tiny_ood_run):
   from analysis import runs
   run_dir, _ = tiny_ood_run
   result, figures, notes = ood_analysis.analyze_ood(runs.find_runs(os.path.dirname(run_dir)))
+  out = ood_analysis.run_ood(os.path.dirname(run_dir), os.path.join(os.path.dirname(run_dir), "figs"))
+  assert any(f.endswith("ood_analysis.json") for f in out["files"])
   assert set(figures) == {"ood_auroc_vs_layer", "ood_auroc_vs_k"} and not notes
   (row,) = result["sizes"]
   assert row["model_size"] == "6k" and row["interval"].startswith("bootstrap")

@@ -104,3 +104,18 @@ def test_statistics_from_pm_analysis_tables_match_the_claims():
   assert mix["values"]["value"] == pytest.approx(
       pm_weighting.mix_claim(pm_weighting.records_of(mix_runs))["ours"])
   assert "not_tested" in pm_weighting.lambda_slope_statistic({})
+
+
+def test_run_weighting_writes_json_and_figures(tmp_path):
+  # the analysis entry point over run directories on disk (summary.json + config.json only)
+  import json
+  for run in _lambda_runs(-0.008, -0.001, seeds=(0, 1)):
+    d = tmp_path / run.name
+    d.mkdir(parents=True)
+    (d / "summary.json").write_text(json.dumps(run.summary))
+    (d / "config.json").write_text(json.dumps(run.config))
+  out = pm_weighting.run_weighting([str(tmp_path / "pm_lambda"), str(tmp_path / "absent")],
+                                   str(tmp_path / "figs"))
+  assert (tmp_path / "figs" / "weighting_analysis.json").exists()
+  assert (tmp_path / "figs" / "pm_lambda_tradeoff.png").exists()
+  assert out["result"]["claims"][0]["ours"] < 0
