@@ -2,6 +2,7 @@
 
     python benchmarks/torch_pm.py --sizes 1k,3M --pairs 32 --seq 64 [--threads 2]
     python benchmarks/torch_pm.py --sizes 3M --hf-generate --batch 32 --prompt 64 --new 64
+    python benchmarks/torch_pm.py --sizes 3M --trl-batches FILE.npz     # pairs/s, TRL-style
 
 Prints one JSON object (the last stdout line) so `hh-jax bench` can run it in a
 subprocess. Needs the `bench` extra (`pip install hh-jax[bench]`: torch, transformers).
@@ -23,6 +24,8 @@ from __future__ import annotations
 
 import argparse
 import json
+
+import numpy as np
 
 import torch
 from torch import nn
@@ -121,6 +124,36 @@ def pm_step_tokens_per_s(shape: tuple[int, int, int], *, pairs: int, seq: int, v
   return 2 * pairs * seq / seconds
 
 
+def trl_pairs_per_s(shape: tuple[int, int, int], *, batches_file: str, vocab: int,
+                    repeats: int) -> float:
+  """Pairs per second of the eager PM step over the batches in `batches_file`, each run as
+  TRL's RewardTrainer runs a batch: chosen and rejected rows in ONE batch of 2B rows, padded
+  to that batch's longest row (its collator pads to the batch maximum).
+
+  The file (`hh_jax.bench.peers.write_trl_batches`) holds tokens (K, 2B, T) int, eoc
+  (K, 2B) int (chosen rows first) and longest (K,) int; one timed block steps over all K.
+  """
+  data = np.load(batches_file)
+  tokens, eoc, longest = (torch.from_numpy(data[k]).long() for k in ("tokens", "eoc", "longest"))
+  n_layers, d, n_heads = shape
+  torch.manual_seed(0)
+  model = PreferenceModel(vocab, d, n_layers, n_heads, max_len=tokens.shape[2])
+  optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95), eps=1e-5,
+                                weight_decay=0.0)
+  pairs = tokens.shape[1] // 2
+  batches = [{"chosen_tokens": tokens[k, :pairs, :longest[k]],
+              "rejected_tokens": tokens[k, pairs:, :longest[k]],
+              "chosen_eoc_index": eoc[k, :pairs], "rejected_eoc_index": eoc[k, pairs:]}
+             for k in range(len(longest))]
+
+  def block():
+    for batch in batches:
+      pm_train_step(model, optimizer, batch)
+
+  seconds = best_seconds_per_call(block, 1, repeats, warmup=1)
+  return pairs * len(batches) / seconds
+
+
 def hf_generate_tokens_per_s(shape: tuple[int, int, int], *, batch: int, prompt: int, new: int,
                              vocab: int, repeats: int) -> float:
   """Generated tokens per second of `GPT2LMHeadModel.generate` (greedy, KV cache, random init)."""
@@ -158,6 +191,8 @@ def main(argv=None) -> int:
   parser.add_argument("--batch", type=int, default=32)
   parser.add_argument("--prompt", type=int, default=64)
   parser.add_argument("--new", type=int, default=64)
+  parser.add_argument("--trl-batches", metavar="FILE",
+                      help="time TRL-style batches from FILE (.npz) instead of --pairs/--seq")
   args = parser.parse_args(argv)
   if args.threads:
     torch.set_num_threads(args.threads)
@@ -172,6 +207,9 @@ def main(argv=None) -> int:
       result[name] = {"hf_generate_tokens_per_s": hf_generate_tokens_per_s(
           shape, batch=args.batch, prompt=args.prompt, new=args.new, vocab=args.vocab,
           repeats=args.repeats)}
+    elif args.trl_batches:
+      result[name] = {"torch_pairs_per_s": trl_pairs_per_s(
+          shape, batches_file=args.trl_batches, vocab=args.vocab, repeats=args.repeats)}
     else:
       result[name] = {"torch_pm_step_tokens_per_s": pm_step_tokens_per_s(
           shape, pairs=args.pairs, seq=args.seq, vocab=args.vocab, steps=args.steps,

@@ -25,7 +25,8 @@ HAS_HF = HAS_TORCH and importlib.util.find_spec("transformers") is not None
 TINY = dataclasses.replace(
     QUICK, sizes=("1k",), steps=1, repeats=1, matmul_n=128, decode_size="1k",
     decode_batch=2, prompt_len=4, new_tokens=3, decode_repeats=1, loop_size="1k", loop_steps=2,
-    loop_ratio=10, memory_size="1k", memory_steps=1, torch=HAS_TORCH, xla_default_ab=False)
+    loop_ratio=10, memory_size="1k", memory_steps=1, torch=HAS_TORCH, xla_default_ab=False,
+    laptop_pairs=4, hh_pairs=2, workload_batches=1)
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +60,28 @@ def test_json_has_the_headline_numbers(tiny_run):
     assert any("torch" in note for note in results["notes"])
   assert _positive(results["peak_rss_mb"]["pm_run"])
   assert _positive(results["peak_rss_mb"]["ppo_like"])
+
+
+@pytest.mark.slow   # all five share one end-to-end run (module fixture; ~60 s quiet)
+def test_workloads_report_packed_padded_and_torch_pairs_per_s(tiny_run):
+  results, table = tiny_run
+  for name in ("laptop", "hh_rlhf"):
+    w = results["workloads"][name]
+    r = w["sizes"]["1k"]
+    for key in ("packed_pairs_per_s", "padded_pairs_per_s", "mfu_unique"):
+      assert _positive(r[key]), (name, key)
+      assert results[f"workloads/{name}/{key}/1k"] == r[key]
+    if HAS_TORCH:
+      assert _positive(r["torch_pairs_per_s"])
+    assert len(r["load_average_1min"]) == 2
+    assert 0 < w["unique_fraction"] < w["real_fraction"] <= 1
+    # MFU on unique tokens = 3 x 2 N x (unique tokens per step) x steps/s / peak
+    n = models.count_params(models.ladder_config("1k", vocab_size=259, max_len=w["seq_len"]))
+    steps_per_s = r["packed_pairs_per_s"] / w["pairs_per_step"]
+    assert r["mfu_unique"] == pytest.approx(
+        6 * n * r["unique_tokens_per_step"] * steps_per_s / results["matmul_peak_flops"], rel=1e-9)
+    assert f"workload {name}" in table
+  assert results["workloads"]["hh_rlhf"]["seq_len"] == 1024
 
 
 @pytest.mark.slow   # all four share one ~40-50 s end-to-end run (module fixture)

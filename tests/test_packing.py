@@ -107,8 +107,8 @@ def assert_trees_close(actual, desired, rtol=1e-4):
 
 
 def _loss_and_grads(graphdef, params, batch):
-  loss_fn = lambda prm: pm.pm_loss(graphdef, prm, batch, 0.7)[0]  # noqa: E731
-  return jax.value_and_grad(loss_fn)(params)
+  loss_fn = lambda prm, b: pm.pm_loss(graphdef, prm, b, 0.7)[0]  # noqa: E731
+  return jax.jit(jax.value_and_grad(loss_fn))(params, batch)
 
 
 CASES = {"varied": (VARIED, 48), "full-row": ([(0, 23, 23, 2)], 46),   # 24 + 24 - 2 = 46 = L
@@ -187,8 +187,9 @@ def test_packed_lm_loss_and_gradients_equal_the_padded_path(small_model):
   packed = packing.pack_docs(tokens, layout)
   assert layout.rows < 8 and (packed["segment_ids"][0] > 0).all()    # the 24-token doc fills row 0
   loss_fn = lambda prm, b: lm.lm_loss(graphdef, prm, b)  # noqa: E731
-  (loss_pad, m_pad), g_pad = jax.value_and_grad(loss_fn, has_aux=True)(params, {"tokens": tokens})
-  (loss_pack, m_pack), g_pack = jax.value_and_grad(loss_fn, has_aux=True)(params, packed)
+  grad_fn = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))
+  (loss_pad, m_pad), g_pad = grad_fn(params, {"tokens": tokens})
+  (loss_pack, m_pack), g_pack = grad_fn(params, packed)
   assert float(m_pack["tokens"]) == float(m_pad["tokens"]) == sum([23, 0, 4, 11, 6, 18, 2, 1])
   np.testing.assert_allclose(loss_pack, loss_pad, rtol=1e-5)
   np.testing.assert_allclose(m_pack["token_accuracy"], m_pad["token_accuracy"], rtol=1e-5)

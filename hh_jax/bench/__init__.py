@@ -9,9 +9,15 @@ Measured in one run, so that every ratio is taken side by side:
             on CPU also the same step compiled with XLA's defaults instead of
             `optim.CPU_TRAIN_STEP_COMPILER_OPTIONS` (the A/B of that option);
   peer      the same PM step in PyTorch (`benchmarks/torch_pm.py`, eager, same threads);
+  workloads per workload (`laptop` synthetic-world comparisons, `hh_rlhf` HH-RLHF-shaped
+            ones at max_len 1024) and size: pairs/s of the packed and the padded PM step
+            and of the torch peer run as TRL's reward trainer runs it (chosen + rejected
+            in one batch padded to its longest row), and MFU on unique tokens
+            (`workloads`; JSON `workloads.<w>.sizes.<size>.{packed,padded,torch}_pairs_per_s,
+            mfu_unique`, each with the load average while it was measured);
   decode    reply tokens/s of `generate` (KV cache) vs `generate_uncached`, and vs
             Hugging Face `GPT2LMHeadModel.generate` on the same shape (greedy, use_cache);
-  compiles  XLA compilations of an N-step and a 10N-step PM training loop (must be equal);
+  compiles  XLA compilations of an N-step and a 10N-step packed PM training loop (must be equal);
   memory    peak host RSS of a PM run and of a PPO-like rollout+update (largest size).
 
 Every time is the best of several timed blocks (min is robust to other load on a shared
@@ -23,5 +29,6 @@ The torch/HF parts are skipped with a note when the `bench` extra is not install
     throughput   BenchConfig; PM-step and decoding throughput in this process
     children     the runs that need a fresh process (PM loop, PPO-like), `run_child`
     peers        the PyTorch / Hugging Face peers (benchmarks/torch_pm.py in a subprocess)
+    workloads    the laptop / hh_rlhf comparison workloads; hh_rlhf_lengths their length table
     suite        `run` (all of the above), the table, `main` (the `hh-jax bench` command)
 """

@@ -23,21 +23,48 @@ from hh_jax import models
 from hh_jax.bench.throughput import VOCAB, pm_setup, random_pm_batch
 from hh_jax.bench.timing import CompileCounter, peak_rss_mb
 from hh_jax.config import OptimConfig
+from hh_jax.data import packing
 from hh_jax.train import optim, ppo
 
 
-def pm_loop(size: str, steps: int, pairs: int, seq: int) -> dict:
+def varied_pm_batch(pairs: int, seq: int, seed: int) -> dict:
+  """`random_pm_batch` with random lengths: each row keeps its first 2..seq tokens, EOC last,
+  and the rejected row shares the chosen row's first tokens up to a random context length."""
+  batch = random_pm_batch(pairs, seq, seed=seed)
+  rng = np.random.default_rng([seed, 7])
+  for side in ("chosen", "rejected"):
+    eoc = rng.integers(1, seq, pairs).astype(np.int32)
+    tokens = batch[f"{side}_tokens"]
+    tokens[np.arange(seq)[None, :] > eoc[:, None]] = 0          # PAD after the EOC
+    tokens[np.arange(pairs), eoc] = 2                            # EOC_ID
+    batch[f"{side}_eoc_index"] = eoc
+  context = np.minimum(rng.integers(0, seq, pairs),
+                       np.minimum(batch["chosen_eoc_index"], batch["rejected_eoc_index"]))
+  shared = np.arange(seq)[None, :] < context[:, None]
+  batch["rejected_tokens"] = np.where(shared, batch["chosen_tokens"], batch["rejected_tokens"])
+  return batch
+
+
+def pm_loop(size: str, steps: int, pairs: int, seq: int, packed: bool = True) -> dict:
   """A PM training loop as a user writes it: host batches, metrics fetched one step late.
+  packed: pairs of varied lengths through packed rows of one layout planned over the run
+  (`hh_jax.data.packing`), as a PM run does; else full-length padded pairs.
 
   Returns the compilations of the whole run (state init included) and the peak RSS.
   """
   with CompileCounter() as counter:
     _, step, state = pm_setup(size, seq, total_steps=steps)
+    make_batch = varied_pm_batch if packed else random_pm_batch
+    batches = [make_batch(pairs, seq, seed=i) for i in range(steps)]
+    if packed:
+      lengths = [packing.pair_lengths(b) for b in batches]
+      layout = packing.plan_layout(lengths, packing.default_row_len(seq))
+      batches = [packing.pack_pairs(b, layout) for b in batches]
     key = jax.random.key(0)
     pending, losses = None, []
     start = time.perf_counter()
     for i in range(steps):
-      state, metrics = step(state, random_pm_batch(pairs, seq, seed=i), key)
+      state, metrics = step(state, batches[i], key)
       if pending is not None:
         losses.append(float(pending["pm/loss"]))     # the previous step's: no stall on this one
       pending = metrics

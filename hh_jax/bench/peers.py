@@ -11,6 +11,9 @@ import os
 import pathlib
 import subprocess
 import sys
+import tempfile
+
+import numpy as np
 
 from hh_jax.bench.throughput import VOCAB, BenchConfig
 
@@ -58,3 +61,23 @@ def hf_generate(bc: BenchConfig) -> dict:
                          str(bc.decode_batch), "--prompt", str(bc.prompt_len), "--new",
                          str(bc.new_tokens), "--vocab", str(VOCAB), "--repeats",
                          str(bc.decode_repeats), "--threads", str(os.cpu_count())])
+
+
+def write_trl_batches(path: str, batches: list[dict]) -> None:
+  """The padded PM batches (`hh_jax.train.pm` keys, B pairs of T tokens each) as the torch
+  peer's TRL-style file: tokens (K, 2B, T) with chosen rows first, eoc (K, 2B), longest (K,)
+  = each batch's longest row (the length TRL's collator pads that batch to)."""
+  tokens = np.stack([np.concatenate([b["chosen_tokens"], b["rejected_tokens"]]) for b in batches])
+  eoc = np.stack([np.concatenate([b["chosen_eoc_index"], b["rejected_eoc_index"]]) for b in batches])
+  np.savez(path, tokens=tokens, eoc=eoc, longest=eoc.max(axis=1) + 1)
+
+
+def torch_trl_pairs_per_s(bc: BenchConfig, batches: list[dict]) -> dict:
+  """{size: torch pairs/s} of the eager PM step run as TRL's reward trainer runs the batches
+  (chosen + rejected in one batch, padded to the batch's longest row)."""
+  with tempfile.TemporaryDirectory() as tmp:
+    path = os.path.join(tmp, "trl_batches.npz")
+    write_trl_batches(path, batches)
+    out = run_torch_peer(["--sizes", ",".join(bc.sizes), "--trl-batches", path, "--vocab",
+                          str(VOCAB), "--repeats", str(bc.repeats), "--threads", str(os.cpu_count())])
+  return {size: out[size]["torch_pairs_per_s"] for size in bc.sizes}

@@ -15,7 +15,7 @@ import time
 import jax.numpy as jnp
 
 from hh_jax import models
-from hh_jax.bench import peers
+from hh_jax.bench import peers, workloads
 from hh_jax.bench.children import run_child
 from hh_jax.bench.throughput import QUICK, BenchConfig, decode_throughput, pm_step_throughput
 from hh_jax.bench.timing import bf16_supported, load_average_1min, machine_info, matmul_peak_flops
@@ -100,6 +100,9 @@ def run(bc: BenchConfig, log=print) -> dict:
   else:
     results.update(with_torch_peer(bc, results["sizes"], log))
 
+  results["workloads"] = {name: workloads.run_workload(name, bc, results["matmul_peak_flops"], log,
+                                                     with_torch=not torch_note)
+                          for name in bc.workloads}
   results.update(decode_throughput(bc))
   log(f"decode {bc.decode_size}: cached {results['decode_cached_tokens_per_s']:,.0f} tokens/s, "
       f"uncached {results['decode_uncached_tokens_per_s']:,.0f} tokens/s")
@@ -147,6 +150,7 @@ def format_table(results: dict) -> str:
   mem = results["peak_rss_mb"]
   lines.append(f"peak RSS ({mem['size']}): PM run {mem['pm_run']:.0f} MB, "
                f"PPO-like rollout+update {mem['ppo_like']:.0f} MB")
+  lines += workloads.format_workloads(results.get("workloads", {}))
   for text in results["notes"]:
     lines.append(f"note: {text}")
   return "\n".join(lines)
@@ -159,6 +163,11 @@ def flat_summary(results: dict) -> dict:
     for k in ("pm_step_tokens_per_s", "pm_step_mfu", "torch_pm_step_tokens_per_s"):
       if k in r:
         out[f"{k}/{size}"] = r[k]
+  for name, w in results.get("workloads", {}).items():
+    for size, r in w["sizes"].items():
+      for k in ("packed_pairs_per_s", "padded_pairs_per_s", "torch_pairs_per_s", "mfu_unique"):
+        if k in r:
+          out[f"workloads/{name}/{k}/{size}"] = r[k]
   return out
 
 

@@ -47,9 +47,13 @@ class BenchConfig:
   memory_steps: int = 3
   torch: bool = True
   xla_default_ab: bool = True       # on CPU also time the PM step with XLA's defaults (A/B)
+  workloads: tuple[str, ...] = ("laptop", "hh_rlhf")   # hh_jax.bench.workloads
+  laptop_pairs: int = 32          # pairs per step of the laptop workload (the sweep's B)
+  hh_pairs: int = 8               # pairs per step of the hh_rlhf workload (T = 1024)
+  workload_batches: int = 4       # K batches per workload, each timed block steps over all
 
 
-QUICK = BenchConfig(steps=3, repeats=2, decode_repeats=2, loop_ratio=20)
+QUICK = BenchConfig(steps=3, repeats=2, decode_repeats=2, loop_ratio=20, workload_batches=1)
 
 
 def random_pm_batch(pairs: int, seq: int, vocab: int = VOCAB, seed: int = 0) -> dict:

@@ -20,8 +20,7 @@ is packed as two plain segments, c and r (each at most T <= L tokens), with no s
 
 Rows. The segments of one batch are placed by first-fit decreasing: longest first (ties
 in batch order), each into the first row with room, so only a row's tail is padding
-(segment id 0). Shapes are static per run (`PackedLayout`): the row length L (default
-`default_row_len`), R = the most rows any batch of the run needs and K = the most
+(segment id 0). Shapes are static per run (`PackedLayout`): the row length L, R = the most rows any batch of the run needs and K = the most
 scores any row holds, both found by running the same placement over every batch of the
 run up front (`plan_layout`), so a run compiles its step once. The B pairs of each
 optimizer step are the padded path's B pairs: step counts and schedules do not change.
@@ -66,6 +65,19 @@ def shared_prefix_len(chosen_bt, rejected_bt, chosen_eoc_b, rejected_eoc_b) -> n
 def default_row_len(seq_len: int) -> int:
   """L = 2 T: a pair with any shared prefix fits one row, and only a row's tail is padding."""
   return 2 * int(seq_len)
+
+
+def row_len_candidates(seq_len: int) -> tuple[int, ...]:
+  """The row lengths a run chooses from (`choose_layout`): T, 3T/2 and 2T, rounded up to 8."""
+  up8 = lambda n: -(-int(n) // 8) * 8  # noqa: E731
+  return tuple(sorted({up8(seq_len), up8(1.5 * seq_len), up8(2 * seq_len)}))
+
+
+def choose_layout(plan, candidates: Sequence[int], cost_per_token) -> PackedLayout:
+  """The layout of least  R * L * cost_per_token(L)  over row lengths L in candidates, where
+  plan(L) -> PackedLayout (e.g. a step's FLOPs: L tokens per row, each attending over L keys)."""
+  layouts = [plan(row_len) for row_len in candidates]
+  return min(layouts, key=lambda lay: lay.rows * lay.row_len * cost_per_token(lay.row_len))
 
 
 def pair_segments(chosen_len, rejected_len, prefix, row_len: int) -> list[tuple[int, int, int]]:

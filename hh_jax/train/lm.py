@@ -22,8 +22,9 @@ import numpy as np
 import optax
 
 from hh_jax import models
+from hh_jax import sharding as shd
 from hh_jax.config import RunConfig
-from hh_jax.data import pipeline
+from hh_jax.data import packing, pipeline
 from hh_jax.data.batching import LMIterator
 from hh_jax.special_tokens import PAD_ID
 from hh_jax.train import lifecycle, supervised
@@ -79,12 +80,18 @@ def make_eval_step(graphdef):
   return jax.jit(eval_step)
 
 
-def evaluate_lm(graphdef, params, eval_tokens: np.ndarray, batch_size: int) -> dict:
-  """Token-weighted mean loss and next-token accuracy over the full batches of eval_tokens."""
+def evaluate_lm(graphdef, params, eval_tokens: np.ndarray, batch_size: int,
+                packed: bool = False) -> dict:
+  """Token-weighted mean loss and next-token accuracy over the full batches of eval_tokens
+  (packed: as packed rows of one layout planned over those batches)."""
   eval_step = make_eval_step(graphdef)
   totals = np.zeros(3)                                   # loss * n, accuracy * n, n
-  for start in range(0, len(eval_tokens) - batch_size + 1, batch_size):
-    out = eval_step(params, {"tokens": eval_tokens[start:start + batch_size]})
+  batch_rows = [np.arange(start, start + batch_size)
+                for start in range(0, len(eval_tokens) - batch_size + 1, batch_size)]
+  layout = packing.plan_doc_layout(eval_tokens, batch_rows) if packed and batch_rows else None
+  for rows in batch_rows:
+    tokens = eval_tokens[rows]
+    out = eval_step(params, {"tokens": tokens} if layout is None else packing.pack_docs(tokens, layout))
     n = float(out["tokens"])
     totals += (float(out["loss"]) * n, float(out["token_accuracy"]) * n, n)
   n = max(totals[2], 1.0)
@@ -96,9 +103,15 @@ def build_task(cfg: RunConfig, run_dir: str, inputs: pipeline.LMData | None = No
   del run_dir
   data = inputs if inputs is not None else pipeline.load_lm_data(cfg.data, cfg.seed)
   batches = LMIterator(data.train_tokens, cfg.batch_size, seed=cfg.seed, num_epochs=cfg.num_epochs)
+  to_input = lambda b: {"tokens": b.tokens}  # noqa: E731
+  if cfg.data.packing:   # one (R, L = T) layout for the whole run: the step compiles once
+    layout = packing.plan_doc_layout(data.train_tokens, batches.run_batch_rows(),
+                                     multiple_of=shd.make_mesh(cfg.mesh).size)
+    to_input = lambda b: packing.pack_docs(b.tokens, layout)  # noqa: E731
   return supervised.supervised_task(
       cfg, data.tokenizer.vocab_size, batches, len(data.train_tokens), make_step, None,
       lambda graphdef, params, _: lifecycle.Outputs(
-          summary=evaluate_lm(graphdef, params, data.eval_tokens, cfg.batch_size)),
-      to_input=lambda b: {"tokens": b.tokens}, loss_key="lm/loss",
+          summary=evaluate_lm(graphdef, params, data.eval_tokens, cfg.batch_size,
+                              cfg.data.packing)),
+      to_input=to_input, loss_key="lm/loss",
       count_tokens=lambda b: int((b.tokens != PAD_ID).sum()))

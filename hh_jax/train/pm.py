@@ -145,6 +145,15 @@ def make_eval_step(graphdef, *, shardings=None):
 # ----------------------------------------------------------------------------- evaluation
 
 
+def packed_layout(model_cfg, arrays: PairArrays, batch_rows, multiple_of: int = 1):
+  """The packed layout of a run's batches (row indices into arrays): the row length of
+  least step FLOPs (`packing.choose_layout` with the model's forward FLOPs per token)."""
+  return packing.choose_layout(
+      lambda row_len: packing.plan_pair_layout(arrays, batch_rows, row_len, multiple_of),
+      packing.row_len_candidates(arrays.seq_len),
+      lambda row_len: models.forward_flops_per_token(model_cfg, row_len))
+
+
 PAIR_KEYS = ("chosen_tokens", "rejected_tokens", "chosen_eoc_index", "rejected_eoc_index")
 
 
@@ -156,9 +165,7 @@ def pm_scores(graphdef, params, arrays: PairArrays, batch_size: int,
   n = len(arrays)
   batch_rows = [np.arange(start, start + batch_size) % n     # pad the last batch by wrapping
                 for start in range(0, n, batch_size)]
-  layout = None
-  if packed:
-    layout = packing.plan_pair_layout(arrays, batch_rows, packing.default_row_len(arrays.seq_len))
+  layout = packed_layout(models.config_of(graphdef, params), arrays, batch_rows) if packed else None
   chosen, rejected = [], []
   for start, rows in zip(range(0, n, batch_size), batch_rows):
     batch = {k: getattr(arrays, k)[rows] for k in PAIR_KEYS}
@@ -241,9 +248,9 @@ def build_task(cfg: RunConfig, run_dir: str, inputs: pipeline.PMData | None = No
   names = data.train.source_names
   to_input = lambda b: device_batch(b, names)  # noqa: E731
   if cfg.data.packing:   # one (R, L) layout for the whole run: the step compiles once
-    layout = packing.plan_pair_layout(data.train, batches.run_batch_rows(),
-                                      packing.default_row_len(data.train.seq_len),
-                                      multiple_of=shd.make_mesh(cfg.mesh).size)
+    model_cfg = supervised.model_config_of(cfg, data.tokenizer.vocab_size)
+    layout = packed_layout(model_cfg, data.train, batches.run_batch_rows(),
+                           multiple_of=shd.make_mesh(cfg.mesh).size)
     to_input = lambda b: packing.pack_pairs(device_batch(b, names), layout)  # noqa: E731
   return supervised.supervised_task(
       cfg, data.tokenizer.vocab_size, batches, len(data.train), make_step,
