@@ -395,3 +395,16 @@ def compute(spec: dict, inputs: dict, main_run: str | None) -> dict:
     raise KeyError(f"criteria claim {spec['id']!r}: unknown statistic {spec['statistic']!r} "
                    f"(known: {sorted(STATISTICS)})")
   return STATISTICS[spec["statistic"]](inputs, main_run, **spec.get("params", {}))
+
+
+def _register_stage_statistics() -> None:
+  """The statistics of the ood and pm_lambda stages live beside their analyses."""
+  from analysis import ood, pm_weighting
+  STATISTICS.update({"ood_middle_gap": ood.middle_gap_statistic,
+                     "ood_exposure_gain": ood.exposure_gain_statistic,
+                     "lambda_slope_difference": pm_weighting.lambda_slope_statistic,
+                     "mix_spread_difference": pm_weighting.mix_sensitivity_statistic})
+
+
+_register_stage_statistics()
+

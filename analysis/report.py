@@ -52,10 +52,15 @@ FIGURES = (  # (relative path stem, caption)
     ("rl/rl_gold_vs_sqrt_kl", "Gold reward vs sqrt(KL) with Gao et al. fits (over-optimisation)"),
     ("rl/rl_best_of_n", "Best-of-N: score vs KL bound log n - (n-1)/n (cf. Fig 36)"),
     ("rl/rl_elo", "Elo during RL: PM-predicted vs gold-labeller (cf. Fig 15)"),
+    ("ood/ood_auroc_vs_layer", "OOD detection of harmful requests: AUROC by layer and size (cf. Fig 22, 39)"),
+    ("ood/ood_auroc_vs_k", "Few-shot outlier exposure: AUROC vs harmful examples k (cf. Fig 23)"),
+    ("pm_weighting/pm_lambda_tradeoff", "Helpful / harmless accuracy vs lambda by PM size (cf. Fig 27)"),
+    ("pm_weighting/pm_mix_sensitivity", "Accuracy vs % helpful data by PM size (cf. Fig 26)"),
 )
 
 ANALYSIS_FILES = {"pm_scaling": "pm_scaling/pm_analysis.json", "pm_mix": "pm_mix/pm_analysis.json",
-                  "rl": "rl/rl_analysis.json"}  # under <root>/figures
+                  "rl": "rl/rl_analysis.json", "ood": "ood/ood_analysis.json",
+                  "pm_lambda": "pm_lambda/pm_analysis.json"}  # under <root>/figures
 
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 

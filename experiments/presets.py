@@ -18,8 +18,10 @@ import dataclasses
 from hh_jax.data import hh_synth
 from hh_jax.train.experiment import Preset
 
-STAGES = ("base_lm", "pm_scaling", "pm_mix", "pm_halves", "ppo", "best_of_n", "elo")
-PM_STAGES = ("pm_scaling", "pm_mix", "pm_halves")
+STAGES = ("base_lm", "ood", "pm_scaling", "pm_mix", "pm_lambda", "pm_halves", "ppo", "best_of_n",
+          "elo")
+PM_STAGES = ("pm_scaling", "pm_mix", "pm_lambda", "pm_halves")
+NO_GOLD_STAGES = ("ood", "elo")     # need the world's harm labels / gold labeller
 
 
 def _each(stages, overrides: dict) -> dict:
@@ -44,7 +46,8 @@ PRESETS = {
               "helpful_fractions": (0.0, 0.5, 1.0), "mix_pairs": 4_000,
               "half_sizes": ("1k", "6k", "25k"), "half_pairs": 8_000, "policy_size": "25k",
               "policy_sizes": ("6k", "25k"), "snapshot_every": 4, "lm_budget": 30_000,
-              "ppo_seeds": (0, 1, 2)},
+              "ppo_seeds": (0, 1, 2), "harmless_weights": (1.0, 3.0, 10.0),
+              "ood_prompts": (2000, 1000)},
         overrides={**_policy("hh_synth/prompts", 64, 16, num_iterations=40, batch_size=64,
                              minibatch_size=16, **{"optim.learning_rate": 1e-4},
                              num_prompts=64, n_max=32)}),
@@ -54,15 +57,17 @@ PRESETS = {
               "seeds": (0, 1), "mix_sizes": ("1k",), "helpful_fractions": (0.0, 0.5, 1.0),
               "mix_pairs": 300, "half_sizes": ("1k", "6k"), "half_pairs": 400,
               "policy_size": "6k", "policy_sizes": ("1k", "6k"), "snapshot_every": 1,
-              "lm_budget": None, "ppo_seeds": (0,), "mix_seeds": (0,)},
+              "lm_budget": None, "ppo_seeds": (0,), "mix_seeds": (0,),
+              "harmless_weights": (1.0, 10.0), "ood_prompts": (1000, 500)},
         overrides={"base_lm": {"data.dataset": "hh_synth/lm-1000-s0-t100", "data.max_len": 48},
+                   "ood": {"n_boot": 50, "ks": (1, 10), "num_draws": 2},
                    **_each(PM_STAGES, {"data.dataset": "hh_synth/mix-2000-s0-t300",
                                        "data.max_len": 48}),
                    **_policy("hh_synth/prompts-500-s0-t50", 48, 8, num_iterations=4,
                              batch_size=16, minibatch_size=16, **{"optim.learning_rate": 1e-4},
                              num_prompts=8, n_max=8)}),
     "hh-rlhf": Preset(
-        name="hh-rlhf", stages=STAGES[:-1], has_gold=False,
+        name="hh-rlhf", stages=tuple(s for s in STAGES if s not in NO_GOLD_STAGES), has_gold=False,
         expected_minutes="an estimated 1-2 h on one H100 (not measured)",
         axes={"sizes": ("13M", "42M", "197M"), "pm_sizes": ("13M", "42M", "197M"),
               "num_pairs": (10_000, 40_000, 160_000), "seeds": (0,), "mix_sizes": ("13M", "42M"),
@@ -114,7 +119,7 @@ def paper_faithful(preset: Preset) -> Preset:
   column of the report): PMs at a fixed learning rate (no linear decay), RL and best-of-n
   prompts 50% helpful / 50% red-team (not 90/10), one PPO epoch per batch (not 2). The base
   LMs are the preset's own (`hh-jax reproduce --paper-faithful` links them), so the stages
-  are the preset's without base_lm. Where the preset's choices came from: experiments/common.py
+  are the preset's without base_lm (and ood, which reads only the base LMs). Where the preset's choices came from: experiments/common.py
   (LR decay), experiments/ppo.py (prompt mix, epochs)."""
   from experiments import best_of_n, ppo   # the experiment files' own prompt datasets
   overrides = {stage: dict(preset.overrides.get(stage, {})) for stage in preset.stages}
@@ -128,5 +133,5 @@ def paper_faithful(preset: Preset) -> Preset:
   if "ppo" in overrides:
     overrides["ppo"]["ppo_epochs"] = 1
   return dataclasses.replace(preset, name=f"{preset.name}-paper-faithful",
-                             stages=tuple(s for s in preset.stages if s != "base_lm"),
+                             stages=tuple(s for s in preset.stages if s not in ("base_lm", "ood")),
                              overrides=overrides)

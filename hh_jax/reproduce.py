@@ -28,7 +28,8 @@ import jax
 import tensorflow_datasets as tfds
 
 from analysis import cli as analysis_cli
-from analysis import criteria, report
+from analysis import criteria, pm_weighting, report
+from analysis import ood as ood_analysis
 from experiments import ppo as ppo_experiment
 from experiments.presets import (PAPER_FAITHFUL_DIR, PRESETS, paper_faithful,
                                  with_pretrained_ladder)
@@ -135,13 +136,21 @@ class Reproduction:
         self.log(f"  {stage}/{started[future].name} done in {future.result():.0f}s")
 
   def stage_analysis(self) -> None:
-    """Three analyses, so that each fit sees only its own sweep's runs."""
+    """One analysis per sweep, so that each fit sees only its own sweep's runs; then OOD and
+    the loss-weighting / mix-by-size analysis where their stages ran."""
     figs = os.path.join(self.root, "figures")
     for kind, src, name in (("pm", "pm_scaling", "pm_scaling"), ("pm", "pm_mix", "pm_mix"),
-                            ("rl", "", "rl")):
+                            ("pm", "pm_lambda", "pm_lambda"), ("rl", "", "rl")):
+      if src and not os.path.isdir(os.path.join(self.root, src)):
+        continue
       rc = analysis_cli.main([kind, os.path.join(self.root, src), "--out", os.path.join(figs, name)])
       if rc:
         raise RuntimeError(f"analysis {kind} {src or self.root} failed with exit code {rc}")
+    if os.path.isdir(os.path.join(self.root, "ood")):
+      ood_analysis.run_ood(os.path.join(self.root, "ood"), os.path.join(figs, "ood"))
+    pm_weighting.run_weighting([os.path.join(self.root, "pm_lambda"),
+                                os.path.join(self.root, "pm_mix")],
+                               os.path.join(figs, "pm_weighting"))
 
   def stage_report(self) -> None:
     """The report of this root, with the paper-faithful column when that variant has run

@@ -73,19 +73,64 @@ def rl(seeds, r2s, slopes, end_gaps, robust_slopes, bon_gains, elo_peaks, sample
   return {"runs": runs, "best_of_n": bon, "elo": elo}
 
 
+def pm_mix_by_size(seeds, small_dip, large_dip=0.01):
+  """A second, larger size beside pm_mix's 5k: interior fractions 0.25, 0.5, 0.75 whose mean
+  accuracy dips by `dip` at 0.25 and 0.75, so each size's spread is its dip."""
+  recs = []
+  for size, params, dip in (("5k", 5_000, small_dip), ("400k", 400_000, large_dip)):
+    for s in seeds:
+      for f in (0.25, 0.5, 0.75):
+        acc = 0.7 - (dip if f != 0.5 else 0.0)
+        recs.append(_pm_record(size, params, 4_000, s, acc, f, {"helpful": acc, "harmless": acc}))
+  return recs
+
+
+def pm_lambda(seeds, small_slope, large_slope):
+  """Helpful accuracy 0.7 + slope lambda (exactly), lambda in {1, 3, 10}, at two sizes."""
+  recs = []
+  for size, params, b in (("5k", 5_000, small_slope), ("400k", 400_000, large_slope)):
+    for s in seeds:
+      for lam in (1.0, 3.0, 10.0):
+        rec = _pm_record(size, params, 8_000, s, 0.7, 0.75,
+                         {"helpful": 0.7 + b * lam, "harmless": 0.7})
+        recs.append({**rec, "harmless_weight": lam})
+  return {"n_runs": len(recs), "table": {"records": recs, "cells": []}}
+
+
+def ood(seeds, gaps, gains):
+  """One 2-block base LM's ood results per seed, with these middle gaps and k = 10 gains."""
+  from analysis import ood as ood_analysis
+  records = [{"run": f"ood/400k-s{s}", "seed": s, "model_size": "400k", "num_layers": 2,
+              "params": 397058, "layers": [0, 1, 2], "auroc_srmd": [0.5, 0.9, 0.9 - g],
+              "auroc_srmd_ci": [[0, 1]] * 3, "auroc_md": [0.5, 0.9, 0.9], "auroc_md_ci": [[0, 1]] * 3,
+              "middle_gap": g, "middle_gap_ci": [0, 1], "ks": [10], "auroc_exposure": [0.9 + x],
+              "auroc_exposure_ci": [[0, 1]], "exposure_gain": [x], "exposure_gain_ci": [[0, 1]],
+              "exposure_layer": 1, "auroc_exposure_draws": [[0.9 + x]]}
+             for s, g, x in zip(seeds, gaps, gains)]
+  return {"sizes": ood_analysis.size_table(records)}
+
+
 def good_inputs(seeds=(0, 1, 2)):
   k = len(seeds)
+  mix = pm_mix(seeds)
+  mix["table"]["records"] += pm_mix_by_size(seeds, small_dip=0.05)
   return {"pm_scaling": pm_scaling([0.009, 0.010, 0.011][:k], [0.02] * k, eces=(0.01, 0.02, 0.03)[:k]),
-          "pm_mix": pm_mix(seeds),
+          "pm_mix": mix,
           "rl": rl(seeds, [0.96, 0.97, 0.98], [0.3, 0.35, 0.4], [1.0, 1.1, 1.2], [0.1, 0.11, 0.12],
-                   [0.2, 0.21, 0.22], [50.0, 51.0, 52.0])}
+                   [0.2, 0.21, 0.22], [50.0, 51.0, 52.0]),
+          "pm_lambda": pm_lambda(seeds, small_slope=-0.008, large_slope=-0.001),
+          "ood": ood(seeds, [0.05, 0.07, 0.06][:k], [0.02, 0.04, 0.03][:k])}
 
 
 def bad_inputs():
+  mix = pm_mix((0, 1, 2), help_only_on_harm=0.55)
+  mix["table"]["records"] += pm_mix_by_size((0, 1, 2), small_dip=0.0, large_dip=0.05)
   return {"pm_scaling": pm_scaling([0.004, -0.004, 0.0], [0.02, -0.02, 0.0], bow=0.62, eces=(0.01, 0.02, 0.06)),
-          "pm_mix": pm_mix((0, 1, 2), help_only_on_harm=0.55),
+          "pm_mix": mix,
           "rl": rl((0, 1, 2), [0.8, 0.9, 0.85], [0.3, -0.3, 0.0], [0.5, -0.5, 0.0], [0.1, -0.1, 0.0],
-                   [0.1, -0.1, 0.0], [10.0, -10.0, 0.0])}
+                   [0.1, -0.1, 0.0], [10.0, -10.0, 0.0]),
+          "pm_lambda": pm_lambda((0, 1, 2), small_slope=-0.001, large_slope=-0.008),
+          "ood": ood((0, 1, 2), [0.05, -0.05, 0.0], [0.02, -0.02, 0.0])}
 
 
 def _verdicts(inputs, main=MAIN):
@@ -222,4 +267,5 @@ def test_the_report_judges_by_the_frozen_copy(tmp_path):
   crit.freeze_criteria(str(tmp_path))
   numbers = report.write_report(str(tmp_path), "t", MAIN)
   assert numbers["criteria"]["frozen"] and numbers["criteria"]["sha256"] == crit.sha256_of(crit.CRITERIA_PATH)
-  assert report.held_sentence(numbers) == "12 of 12 tested claims of Bai et al. 2022 held at this scale; 0 not tested."
+  n = len(crit.load_criteria()["claims"])
+  assert report.held_sentence(numbers) == f"{n} of {n} tested claims of Bai et al. 2022 held at this scale; 0 not tested."

@@ -61,7 +61,7 @@ def test_killed_reproduce_resumes_without_redoing_finished_runs(tmp_path):
         assert json.load(f) == _as_json(run.config), run.dir
   numbers = json.loads((out / "numbers.json").read_text())
   assert len(numbers["claims"]) == len(load_criteria()["claims"]) and (out / "report.md").exists()
-  assert os.path.exists(out / "elo" / "policy-6k-pm-6k" / "elo.json")
+  assert os.path.exists(out / "elo" / "policy-6k-pm-6k-s0" / "elo.json")
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
