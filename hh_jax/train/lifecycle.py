@@ -49,7 +49,8 @@ METRICS, SAMPLES, RESUMES, EVALS = "metrics.jsonl", "samples.jsonl", "resumes.js
 # Fields that may change when a stopped run is continued (allow_changes): they change how
 # the remaining steps are taken or logged, not what the run is.
 RESUME_SAFE_FIELDS = ("optim.learning_rate", "optim.grad_clip_norm", "log_every",
-                      "checkpoint_every", "eval_every", "snapshot_every")
+                      "checkpoint_every", "eval_every", "snapshot_every",
+                      "data.packing")       # a layout: the same pairs per step, equal scores
 
 
 class RunError(ValueError):
