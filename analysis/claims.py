@@ -206,15 +206,7 @@ def pm_ece(inputs, main_run=None) -> dict:
                  per_seed, f"ECE of {len(by_run)} run(s) of the largest PM")
 
 
-def _mix_group(records) -> list[dict]:
-  """The mix-sweep records of the (dataset, harmless weight, pairs) group with the most fractions."""
-  groups = collections.defaultdict(list)
-  for r in records:
-    if r["helpful_fraction"] is not None:
-      groups[(r["dataset"], r["harmless_weight"], r["num_train"])].append(r)
-  if not groups:
-    return []
-  return max(groups.values(), key=lambda rs: (len({r["helpful_fraction"] for r in rs}), len(rs)))
+_mix_group = pm_lib.mix_group
 
 
 def _tension_of_seed(rs) -> dict | None:

@@ -248,6 +248,18 @@ def _group_accuracy(rec: dict, prefix: str) -> float | None:
   return float(np.mean(values)) if values else None
 
 
+def mix_group(records: Sequence[dict]) -> list[dict]:
+  """The mix-sweep records (data.helpful_fraction set) of the (dataset, harmless weight, pairs)
+  group with the most distinct fractions ([] without a mix sweep)."""
+  groups = collections.defaultdict(list)
+  for r in records:
+    if r["helpful_fraction"] is not None:
+      groups[(r["dataset"], r["harmless_weight"], r["num_train"])].append(r)
+  if not groups:
+    return []
+  return max(groups.values(), key=lambda rs: (len({r["helpful_fraction"] for r in rs}), len(rs)))
+
+
 def mix_table(records: Sequence[dict]) -> list[dict]:
   """The mix sweep (cf. Fig 19, 26): per (model size, helpful_fraction), mean helpful, harmless and mean accuracy.
 
@@ -255,13 +267,7 @@ def mix_table(records: Sequence[dict]) -> list[dict]:
   group with the most distinct fractions, and model sizes trained at >= 2 fractions.
   mean = (helpful + harmless) / 2 (the paper's Fig 19 "mean"). [] if < 2 fractions.
   """
-  groups = collections.defaultdict(list)
-  for r in records:
-    if r["helpful_fraction"] is not None:
-      groups[(r["dataset"], r["harmless_weight"], r["num_train"])].append(r)
-  if not groups:
-    return []
-  group = max(groups.values(), key=lambda rs: (len({r["helpful_fraction"] for r in rs}), len(rs)))
+  group = mix_group(records)
   if len({r["helpful_fraction"] for r in group}) < 2:
     return []
   fractions_by_size = collections.defaultdict(set)
