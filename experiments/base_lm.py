@@ -1,8 +1,8 @@
 """Base LMs: pretrain every rung of the ladder on the synthetic world's corpus.
 
 The paper's PMs and policies start from pretrained LMs; here each size is pretrained
-(next-token loss, one epoch, cosine LR, `lm_budget(size)` transcripts) on `hh_synth/lm`, transcripts whose replies have
-mixed quality, so the base policy leaves room for RLHF to improve. Every other stage of the
+(next-token loss, one epoch, cosine LR, `lm_budget(size)` transcripts) on `hh_synth/lm`,
+transcripts whose replies have mixed quality, so the base policy leaves room for RLHF to improve. Every other stage of the
 reproduction starts from these runs (`ref("base_lm", model_size=...)`).
 
     hh-jax sweep experiments/base_lm.py --root runs

@@ -107,7 +107,7 @@ PAPER_FAITHFUL_DIR = "paper-faithful"
 
 def _half_helpful(dataset: str) -> str:
   """The hh_synth prompt dataset of the same size and seed with 50% helpful prompts."""
-  cfg = hh_synth.config_from_name(dataset.split("/", 1)[1]) if dataset.startswith("hh_synth/") else None
+  cfg = hh_synth.config_of_dataset(dataset)
   if cfg is None:
     return dataset
   return "hh_synth/" + hh_synth.make_config(cfg.kind, cfg.size, cfg.seed, cfg.test_size, 0.5,

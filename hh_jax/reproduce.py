@@ -48,10 +48,10 @@ def use_compilation_cache(default_dir: str) -> None:
   jax.config.update("jax_compilation_cache_dir", path)
 
 
-def _timed_run(cfg, run_dir: str, track: str) -> float:
-  """One run in a worker process; its wall time in seconds."""
+def _timed_run(cfg, run_dir: str, track: str, progress: bool = False) -> float:
+  """One run (here or in a worker process); its wall time in seconds."""
   t = time.time()
-  tasks.run_config(cfg, run_dir, progress=False, track=track)
+  tasks.run_config(cfg, run_dir, progress=progress, track=track)
   return time.time() - t
 
 
@@ -125,9 +125,8 @@ class Reproduction:
     self.log(f"{stage}: {len(runs)} runs, {len(runs) - len(todo)} already finished")
     if self.workers <= 1 or len(todo) <= 1:
       for run in todo:
-        t = time.time()
-        tasks.run_config(run.config, run.dir, progress=self.progress, track=self.track)
-        self.log(f"  {stage}/{run.name} done in {time.time() - t:.0f}s")
+        seconds = _timed_run(run.config, run.dir, self.track, self.progress)
+        self.log(f"  {stage}/{run.name} done in {seconds:.0f}s")
       return
     spawn = multiprocessing.get_context("spawn")    # a fresh JAX runtime per run
     with cf.ProcessPoolExecutor(self.workers, mp_context=spawn, max_tasks_per_child=1) as pool:

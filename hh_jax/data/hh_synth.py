@@ -118,9 +118,16 @@ def config_from_name(name: str) -> HHSynthConfig | None:
                      world_seed=int(world or 0))
 
 
+def config_of_dataset(dataset: str) -> HHSynthConfig | None:
+  """The config of an `hh_synth/NAME` dataset (None for other datasets or unparsed names)."""
+  if not dataset.startswith("hh_synth/"):
+    return None
+  return config_from_name(dataset.split("/", 1)[1])
+
+
 def world_seed_of(dataset: str) -> int:
   """The world seed of an `hh_synth/...` dataset name (0 for the default configs)."""
-  cfg = config_from_name(dataset.split("/", 1)[-1])
+  cfg = config_of_dataset(dataset)
   return cfg.world_seed if cfg is not None else 0
 
 
@@ -129,7 +136,7 @@ def in_world(dataset: str, world_seed: int) -> str:
   Names of other datasets are returned unchanged."""
   if not dataset.startswith("hh_synth/"):
     return dataset
-  cfg = config_from_name(dataset.split("/", 1)[1])
+  cfg = config_of_dataset(dataset)
   if cfg is None:
     raise ValueError(f"{dataset}: not an hh_synth config name (KIND[-SIZE-sSEED...][-wWORLD])")
   base = re.sub(r"-w\d+$", "", dataset)

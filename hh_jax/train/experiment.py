@@ -195,16 +195,15 @@ def in_world(cfg, world_seed: int):
   sampling stream is shared with another world; world 0 is the configs as written."""
   if world_seed < 0:
     raise ExperimentError(f"world seed must be >= 0, got {world_seed}")
-  changes = {}
-  for f in dataclasses.fields(cfg):
-    value = getattr(cfg, f.name)
-    if f.name in ("dataset", "prompt_dataset") and isinstance(value, str):
-      changes[f.name] = hh_synth.in_world(value, world_seed)
-    elif f.name == "seed" and isinstance(value, int):
-      changes[f.name] = value + WORLD_SEED_STRIDE * world_seed
-    elif dataclasses.is_dataclass(value):
-      changes[f.name] = in_world(value, world_seed)
-  return dataclasses.replace(cfg, **changes)
+
+  def move(name: str, value):
+    if name in ("dataset", "prompt_dataset") and isinstance(value, str):
+      return hh_synth.in_world(value, world_seed)
+    if name == "seed" and isinstance(value, int):
+      return value + WORLD_SEED_STRIDE * world_seed
+    return value
+
+  return map_fields(cfg, move)
 
 
 def _plan(experiment: str, root: str, preset: Preset | None, axes: dict | None,
@@ -235,16 +234,22 @@ def _plan(experiment: str, root: str, preset: Preset | None, axes: dict | None,
   return runs
 
 
-def with_field(cfg, field: str, value):
-  """`cfg` with every field called `field` (at any depth) set to `value` (e.g. data_dir)."""
+def map_fields(cfg, change):
+  """`cfg` with every field at any depth replaced by change(name, value), which returns the new
+  value (or `value` to keep it); a nested config that `change` keeps is mapped field by field."""
   changes = {}
   for f in dataclasses.fields(cfg):
     current = getattr(cfg, f.name)
-    if f.name == field:
-      changes[f.name] = value
-    elif dataclasses.is_dataclass(current):
-      changes[f.name] = with_field(current, field, value)
+    new = change(f.name, current)
+    if new is current and dataclasses.is_dataclass(current):
+      new = map_fields(current, change)
+    changes[f.name] = new
   return dataclasses.replace(cfg, **changes)
+
+
+def with_field(cfg, field: str, value):
+  """`cfg` with every field called `field` (at any depth) set to `value` (e.g. data_dir)."""
+  return map_fields(cfg, lambda name, current: value if name == field else current)
 
 
 def datasets_of(runs: list[PlannedRun]) -> list[str]:
