@@ -111,6 +111,12 @@ def make_step(graphdef, optimizer, *, donate: bool = True, shardings=None):
 
   shardings: optional (state_shardings, batch_sharding) to pin layouts on a mesh.
   """
+  return jit_train_step(step_fn(graphdef, optimizer), donate, shardings)
+
+
+def step_fn(graphdef, optimizer):
+  """The pure, unjitted `step(state, batch, key) -> (state, metrics)` of `make_step` (for
+  transforms of it, e.g. `jax.vmap` over the stacked states of runs: hh_jax.train.multirun)."""
 
   def step(state, batch, key):
     key = jax.random.fold_in(key, state["step"])
@@ -124,7 +130,7 @@ def make_step(graphdef, optimizer, *, donate: bool = True, shardings=None):
                "learning_rate": current_learning_rate(state["opt_state"])}
     return new_state, {f"pm/{k}": v for k, v in metrics.items()}
 
-  return jit_train_step(step, donate, shardings)
+  return step
 
 
 def make_eval_step(graphdef, *, shardings=None):
@@ -240,8 +246,12 @@ def count_tokens(batch) -> int:
   return int((batch.chosen_eoc_index + batch.rejected_eoc_index + 2).sum())
 
 
-def build_task(cfg: RunConfig, run_dir: str, inputs: pipeline.PMData | None = None) -> lifecycle.Task:
-  """A PM run: one pass (or num_epochs) over the training pairs, then `evaluate_pm`."""
+def build_task(cfg: RunConfig, run_dir: str, inputs: pipeline.PMData | None = None,
+               layout: packing.PackedLayout | None = None) -> lifecycle.Task:
+  """A PM run: one pass (or num_epochs) over the training pairs, then `evaluate_pm`.
+
+  layout: with data.packing, the packed layout to use instead of the run's own
+  (`packed_layout`), e.g. one shared by the runs of a group (hh_jax.train.multirun)."""
   del run_dir
   data = inputs if inputs is not None else pipeline.load_pm_data(cfg.data, cfg.seed)
   batches = PairIterator(data.train, cfg.batch_size, seed=cfg.seed, num_epochs=cfg.num_epochs)
@@ -249,8 +259,8 @@ def build_task(cfg: RunConfig, run_dir: str, inputs: pipeline.PMData | None = No
   to_input = lambda b: device_batch(b, names)  # noqa: E731
   if cfg.data.packing:   # one (R, L) layout for the whole run: the step compiles once
     model_cfg = supervised.model_config_of(cfg, data.tokenizer.vocab_size)
-    layout = packed_layout(model_cfg, data.train, batches.run_batch_rows(),
-                           multiple_of=shd.make_mesh(cfg.mesh).size)
+    layout = layout or packed_layout(model_cfg, data.train, batches.run_batch_rows(),
+                                     multiple_of=shd.make_mesh(cfg.mesh).size)
     to_input = lambda b: packing.pack_pairs(device_batch(b, names), layout)  # noqa: E731
   return supervised.supervised_task(
       cfg, data.tokenizer.vocab_size, batches, len(data.train), make_step,
