@@ -56,11 +56,14 @@ FIGURES = (  # (relative path stem, caption)
     ("ood/ood_auroc_vs_k", "Few-shot outlier exposure: AUROC vs harmful examples k (cf. Fig 23)"),
     ("pm_weighting/pm_lambda_tradeoff", "Helpful / harmless accuracy vs lambda by PM size (cf. Fig 27)"),
     ("pm_weighting/pm_mix_sensitivity", "Accuracy vs % helpful data by PM size (cf. Fig 26)"),
+    ("policy_eval/alignment_tax", "Capability before and after RLHF by policy size (cf. Fig 3)"),
+    ("policy_eval/context_distillation", "PPO from the context-distilled vs the base LM, gold (cf. App A.1)"),
 )
 
 ANALYSIS_FILES = {"pm_scaling": "pm_scaling/pm_analysis.json", "pm_mix": "pm_mix/pm_analysis.json",
                   "rl": "rl/rl_analysis.json", "ood": "ood/ood_analysis.json",
-                  "pm_lambda": "pm_lambda/pm_analysis.json"}  # under <root>/figures
+                  "pm_lambda": "pm_lambda/pm_analysis.json",
+                  "policy_eval": "policy_eval/policy_eval_analysis.json"}  # under <root>/figures
 
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 

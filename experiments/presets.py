@@ -19,9 +19,10 @@ from hh_jax.data import hh_synth
 from hh_jax.train.experiment import Preset
 
 STAGES = ("base_lm", "ood", "pm_scaling", "pm_mix", "pm_lambda", "pm_halves", "ppo", "best_of_n",
-          "elo")
+          "elo", "context_distillation", "ppo_distilled", "policy_eval")
 PM_STAGES = ("pm_scaling", "pm_mix", "pm_lambda", "pm_halves")
-NO_GOLD_STAGES = ("ood", "elo")     # need the world's harm labels / gold labeller
+# Need the synthetic world: its harm labels, gold labeller or HHH preamble.
+NO_GOLD_STAGES = ("ood", "elo", "context_distillation", "ppo_distilled", "policy_eval")
 
 
 def _each(stages, overrides: dict) -> dict:
@@ -29,12 +30,16 @@ def _each(stages, overrides: dict) -> dict:
 
 
 def _policy(prompt_dataset: str, max_len: int, max_new_tokens: int, **ppo) -> dict:
-  """Overrides of the PPO and best-of-n stages: prompts of max_len - max_new_tokens - 1 tokens
-  so that prompt + reply + EOC fits every model."""
+  """Overrides of the stages that sample from policies (PPO from the base LM and from the
+  distilled one, best-of-n, the held-out policy evaluation): prompts of max_len -
+  max_new_tokens - 1 tokens so that prompt + reply + EOC fits every model."""
   shared = {"prompt_dataset": prompt_dataset, "max_new_tokens": max_new_tokens,
             "prompt_len": max_len - max_new_tokens - 1}
   bon = {k: ppo.pop(k) for k in ("num_prompts", "n_max") if k in ppo}
-  return {"ppo": {**shared, **ppo}, "best_of_n": {**shared, **bon}}
+  evals = {k: ppo.pop(k) for k in ("eval_prompts",) if k in ppo}
+  return {"ppo": {**shared, **ppo}, "ppo_distilled": {**shared, **ppo},
+          "best_of_n": {**shared, **bon},
+          "policy_eval": {**shared, **{"num_prompts": v for v in evals.values()}}}
 
 
 PRESETS = {
@@ -48,9 +53,10 @@ PRESETS = {
               "policy_sizes": ("6k", "25k"), "snapshot_every": 4, "lm_budget": 30_000,
               "ppo_seeds": (0, 1, 2), "harmless_weights": (1.0, 3.0, 10.0),
               "ood_prompts": (2000, 1000)},
-        overrides={**_policy("hh_synth/prompts", 64, 16, num_iterations=40, batch_size=64,
+        overrides={"context_distillation": {"num_transcripts": 10_000},
+                   **_policy("hh_synth/prompts", 64, 16, num_iterations=40, batch_size=64,
                              minibatch_size=16, **{"optim.learning_rate": 1e-4},
-                             num_prompts=64, n_max=32)}),
+                             num_prompts=64, n_max=32, eval_prompts=1000)}),
     "smoke": Preset(
         name="smoke", stages=STAGES, expected_minutes="~1 on 2 CPU cores",
         axes={"sizes": ("1k", "6k"), "pm_sizes": ("1k", "6k"), "num_pairs": (200, 600),
@@ -61,11 +67,13 @@ PRESETS = {
               "harmless_weights": (1.0, 10.0), "ood_prompts": (1000, 500)},
         overrides={"base_lm": {"data.dataset": "hh_synth/lm-1000-s0-t100", "data.max_len": 48},
                    "ood": {"n_boot": 50, "ks": (1, 10), "num_draws": 2},
+                   "context_distillation": {"dataset": "hh_synth/lm-1000-s0-t100",
+                                            "num_transcripts": 256, "batch_size": 32},
                    **_each(PM_STAGES, {"data.dataset": "hh_synth/mix-2000-s0-t300",
                                        "data.max_len": 48}),
                    **_policy("hh_synth/prompts-500-s0-t50", 48, 8, num_iterations=4,
                              batch_size=16, minibatch_size=16, **{"optim.learning_rate": 1e-4},
-                             num_prompts=8, n_max=8)}),
+                             num_prompts=8, n_max=8, eval_prompts=40)}),
     "hh-rlhf": Preset(
         name="hh-rlhf", stages=tuple(s for s in STAGES if s not in NO_GOLD_STAGES), has_gold=False,
         expected_minutes="an estimated 1-2 h on one H100 (not measured)",
@@ -117,7 +125,8 @@ def _half_helpful(dataset: str) -> str:
 def paper_faithful(preset: Preset) -> Preset:
   """`preset` with the paper's own choices where the preset departs from them (the second
   column of the report): PMs at a fixed learning rate (no linear decay), RL and best-of-n
-  prompts 50% helpful / 50% red-team (not 90/10), one PPO epoch per batch (not 2). The base
+  prompts 50% helpful / 50% red-team (not 90/10), one PPO epoch per batch (not 2); the
+  held-out policy evaluation keeps the preset's prompts (a measurement, not a choice). The base
   LMs are the preset's own (`hh-jax reproduce --paper-faithful` links them), so the stages
   are the preset's without base_lm (and ood, which reads only the base LMs). Where the preset's choices came from: experiments/common.py
   (LR decay), experiments/ppo.py (prompt mix, epochs)."""
@@ -126,12 +135,13 @@ def paper_faithful(preset: Preset) -> Preset:
   for stage in PM_STAGES:
     if stage in overrides:
       overrides[stage]["optim.schedule"] = "constant"
-  for stage, module in (("ppo", ppo), ("best_of_n", best_of_n)):
+  for stage, module in (("ppo", ppo), ("ppo_distilled", ppo), ("best_of_n", best_of_n)):
     if stage in overrides:
       prompts = overrides[stage].get("prompt_dataset", module.get_config().prompt_dataset)
       overrides[stage]["prompt_dataset"] = _half_helpful(prompts)
-  if "ppo" in overrides:
-    overrides["ppo"]["ppo_epochs"] = 1
+  for stage in ("ppo", "ppo_distilled"):
+    if stage in overrides:
+      overrides[stage]["ppo_epochs"] = 1
   return dataclasses.replace(preset, name=f"{preset.name}-paper-faithful",
                              stages=tuple(s for s in preset.stages if s not in ("base_lm", "ood")),
                              overrides=overrides)

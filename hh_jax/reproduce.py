@@ -28,7 +28,7 @@ import jax
 import tensorflow_datasets as tfds
 
 from analysis import cli as analysis_cli
-from analysis import criteria, pm_weighting, report
+from analysis import criteria, pm_weighting, policy_evals, report
 from analysis import ood as ood_analysis
 from experiments import ppo as ppo_experiment
 from experiments.presets import (PAPER_FAITHFUL_DIR, PRESETS, paper_faithful,
@@ -119,20 +119,27 @@ class Reproduction:
 
   def stage_experiment(self, stage: str) -> None:
     """The stage's unfinished runs, one at a time in this process, or `workers` at a time in
-    fresh processes (the runs of one stage never depend on each other)."""
+    fresh processes (the runs of one stage never depend on each other). Small PM runs that
+    differ only in seed train together as one group (`hh_jax.train.multirun.plan_groups`;
+    each still writes its own run directory); every other run alone, as before."""
+    from hh_jax.train import multirun
     runs = self.plan(stage)
     todo = [r for r in runs if not lifecycle.is_finished(r.dir)]
-    self.log(f"{stage}: {len(runs)} runs, {len(runs) - len(todo)} already finished")
-    if self.workers <= 1 or len(todo) <= 1:
-      for run in todo:
-        seconds = _timed_run(run.config, run.dir, self.track, self.progress)
-        self.log(f"  {stage}/{run.name} done in {seconds:.0f}s")
+    groups = multirun.plan_groups(todo)
+    self.log(f"{stage}: {len(runs)} runs, {len(runs) - len(todo)} already finished"
+             + (f", {len(todo)} to run as {len(groups)} groups" if len(groups) < len(todo) else ""))
+    name = lambda group: stage + "/" + "+".join(r.name for r in group)  # noqa: E731
+    args = lambda group: ([r.config for r in group], [r.dir for r in group], self.track)  # noqa: E731
+    if self.workers <= 1 or len(groups) <= 1:
+      for group in groups:
+        seconds = multirun.timed_group(*args(group), self.progress)
+        self.log(f"  {name(group)} done in {seconds:.0f}s")
       return
-    spawn = multiprocessing.get_context("spawn")    # a fresh JAX runtime per run
+    spawn = multiprocessing.get_context("spawn")    # a fresh JAX runtime per run (or group)
     with cf.ProcessPoolExecutor(self.workers, mp_context=spawn, max_tasks_per_child=1) as pool:
-      started = {pool.submit(_timed_run, r.config, r.dir, self.track): r for r in todo}
+      started = {pool.submit(multirun.timed_group, *args(g)): g for g in groups}
       for future in cf.as_completed(started):
-        self.log(f"  {stage}/{started[future].name} done in {future.result():.0f}s")
+        self.log(f"  {name(started[future])} done in {future.result():.0f}s")
 
   def stage_analysis(self) -> None:
     """One analysis per sweep, so that each fit sees only its own sweep's runs; then OOD and
@@ -150,6 +157,9 @@ class Reproduction:
     pm_weighting.run_weighting([os.path.join(self.root, "pm_lambda"),
                                 os.path.join(self.root, "pm_mix")],
                                os.path.join(figs, "pm_weighting"))
+    if os.path.isdir(os.path.join(self.root, "policy_eval")):
+      policy_evals.run_policy_evals(os.path.join(self.root, "policy_eval"),
+                                    os.path.join(figs, "policy_eval"))
 
   def stage_report(self) -> None:
     """The report of this root, with the paper-faithful column when that variant has run

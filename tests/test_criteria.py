@@ -110,6 +110,22 @@ def ood(seeds, gaps, gains):
   return {"sizes": ood_analysis.size_table(records)}
 
 
+def policy_eval(seeds, tax_small, tax_large, cd_final, cd_init):
+  """Held-out evaluations of base-LM PPO runs at two policy sizes and of PPO from the distilled
+  model at the larger, per seed: these capability taxes and gold gains over the base-LM twin."""
+  from analysis import policy_evals
+  side = lambda c, g: {"capability": c, "gold_hh": g, "gold_helpful": g, "gold_harmless": 0.0}  # noqa: E731
+  recs = []
+  for i, s in enumerate(seeds):
+    for params, tax in ((6_000, tax_small[i]), (100_000, tax_large[i])):
+      recs.append({"params": params, "seed": s, "init_kind": "lm", "initial": side(0.4, 0.0),
+                   "final": side(0.4 + tax, 0.5)})
+    recs.append({"params": 100_000, "seed": s, "init_kind": "distill",
+                 "initial": side(0.4, cd_init[i]), "final": side(0.4, 0.5 + cd_final[i])})
+  return json.loads(json.dumps({"tax": policy_evals.tax_table(recs),
+                                "context_distillation": policy_evals.cd_table(recs)}))
+
+
 def good_inputs(seeds=(0, 1, 2)):
   k = len(seeds)
   mix = pm_mix(seeds)
@@ -119,7 +135,9 @@ def good_inputs(seeds=(0, 1, 2)):
           "rl": rl(seeds, [0.96, 0.97, 0.98], [0.3, 0.35, 0.4], [1.0, 1.1, 1.2], [0.1, 0.11, 0.12],
                    [0.2, 0.21, 0.22], [50.0, 51.0, 52.0]),
           "pm_lambda": pm_lambda(seeds, small_slope=-0.008, large_slope=-0.001),
-          "ood": ood(seeds, [0.05, 0.07, 0.06][:k], [0.02, 0.04, 0.03][:k])}
+          "ood": ood(seeds, [0.05, 0.07, 0.06][:k], [0.02, 0.04, 0.03][:k]),
+          "policy_eval": policy_eval(seeds, [-0.1, -0.12, -0.08], [0.0, 0.01, 0.02],
+                                     [0.1, 0.15, 0.2], [0.05, 0.06, 0.07])}
 
 
 def bad_inputs():
@@ -130,7 +148,9 @@ def bad_inputs():
           "rl": rl((0, 1, 2), [0.8, 0.9, 0.85], [0.3, -0.3, 0.0], [0.5, -0.5, 0.0], [0.1, -0.1, 0.0],
                    [0.1, -0.1, 0.0], [10.0, -10.0, 0.0]),
           "pm_lambda": pm_lambda((0, 1, 2), small_slope=-0.001, large_slope=-0.008),
-          "ood": ood((0, 1, 2), [0.05, -0.05, 0.0], [0.02, -0.02, 0.0])}
+          "ood": ood((0, 1, 2), [0.05, -0.05, 0.0], [0.02, -0.02, 0.0]),
+          "policy_eval": policy_eval((0, 1, 2), [-0.1, 0.1, 0.0], [0.0, 0.0, 0.0],
+                                     [0.1, -0.1, 0.0], [0.05, -0.05, 0.0])}
 
 
 def _verdicts(inputs, main=MAIN):

@@ -31,7 +31,7 @@ def test_every_experiment_file_plans_distinct_runs_whose_refs_exist(path, tmp_pa
     for run in runs:                        # every path a run points at is a run of a dependency
       for value in run.overrides.values():
         for v in (value if isinstance(value, tuple) else (value,)):
-          if isinstance(v, str) and v.startswith(str(tmp_path / dep)):
+          if isinstance(v, str) and v.startswith(str(tmp_path / dep) + os.sep):
             assert v in dep_dirs, (run.name, v)
 
 

@@ -1,5 +1,6 @@
-"""Evaluation runs: best-of-n of a base policy and Elo of a PPO run, as lifecycle Tasks with
-no training steps, so their directories (config.json, bon.json / elo.json, summary.json) are
+"""Evaluation runs: best-of-n of a base policy, Elo of a PPO run, and the held-out policy
+evaluation of a PPO run's initial and final policy, as lifecycle Tasks with no training steps,
+so their directories (config.json, bon.json / elo.json / policy_eval.json, summary.json) are
 written, skipped and checked like every other run's. The computations are `hh_jax.eval`'s.
 """
 
@@ -11,8 +12,10 @@ import os
 
 import jax.numpy as jnp
 
+from hh_jax import models
 from hh_jax.config import config_field, validate_fields
 from hh_jax.data import pipeline
+from hh_jax.eval import capability
 from hh_jax.eval.rl_evals import best_of_n_eval, elo_eval
 from hh_jax.train import lifecycle
 from hh_jax.train.ppo_run import check_compatible
@@ -53,6 +56,61 @@ class EloConfig:
 
   def __post_init__(self):
     validate_fields(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class PolicyEvalConfig:
+  """A PPO run's initial policy (its `policy_init`) and final policy, evaluated on the same
+  held-out prompts: capability and gold reward by task family (`hh_jax.eval.capability`)."""
+
+  kind: str = config_field("policy_eval", choices=("policy_eval",))
+  ppo_run: str = ""
+  prompt_dataset: str = "hh_synth/prompts"
+  prompt_split: str = "test"
+  prompt_len: int = config_field(47, ge=1)
+  num_prompts: int = config_field(1000, ge=1)
+  max_new_tokens: int = config_field(16, ge=1)
+  temperature: float = config_field(1.0, ge=0.0)   # of the gold-reward samples
+  seed: int = config_field(0, ge=0)
+  data_dir: str | None = None
+  tokenizer: str = "auto"
+
+  def __post_init__(self):
+    validate_fields(self)
+
+
+def build_policy_eval(cfg: PolicyEvalConfig, run_dir: str, inputs=None) -> lifecycle.Task:
+  """policy_eval.json: {"initial", "final"} of `capability.evaluate_policy`, and the PPO run's
+  names (policy size, init, PM) for analysis."""
+  del run_dir
+  if not lifecycle.is_finished(cfg.ppo_run):
+    raise lifecycle.RunError(f"policy_eval: {cfg.ppo_run} is not a finished PPO run")
+  gold = pipeline.gold_fn(cfg.prompt_dataset)
+  if gold is None:
+    raise lifecycle.RunError(f"policy_eval needs a world with a gold reward, not {cfg.prompt_dataset}")
+  prompts = inputs if inputs is not None else pipeline.load_prompts(
+      cfg.prompt_dataset, cfg.prompt_split, cfg.prompt_len, cfg.tokenizer, cfg.data_dir,
+      limit=cfg.num_prompts)
+  families = pipeline.world_task_names(prompts)
+  init_dir = lifecycle.read_config_field(cfg.ppo_run, "policy_init")
+  models_ = {"initial": lifecycle.load_model(init_dir), "final": lifecycle.load_model(cfg.ppo_run)}
+  check_compatible(cfg, {"policy": models_["final"], "policy_init": models_["initial"]})
+
+  def finish(_):
+    result = {name: capability.evaluate_policy(m, prompts, families, gold,
+                                               max_new_tokens=cfg.max_new_tokens,
+                                               temperature=cfg.temperature, seed=cfg.seed)
+              for name, m in models_.items()}
+    result.update({"ppo_run": os.path.basename(os.path.normpath(cfg.ppo_run)),
+                   "policy_init": os.path.basename(os.path.normpath(init_dir)),
+                   "init_kind": lifecycle.read_config_field(init_dir, "kind"),   # lm / distill
+                   "policy_params": models.count_params(models_["final"].cfg),
+                   "num_prompts": int(len(prompts))})
+    summary = {f"{name}/{k}": result[name][k] for name in models_
+               for k in ("capability", "gold_hh")}
+    return lifecycle.Outputs(summary=summary, json_files={"policy_eval.json": result})
+
+  return evaluation_task(finish)
 
 
 def evaluation_task(finish) -> lifecycle.Task:

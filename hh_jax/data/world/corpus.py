@@ -58,17 +58,31 @@ def sample_prompts(seed: int, n: int, mix: float = 0.5, split: str = "train",
   return [context for context, _ in sample_prompt_records(seed, n, mix, split, world_seed)]
 
 
+# Fraction of LM-corpus transcripts written by the careful assistant, after the HHH preamble.
+HHH_FRACTION = 0.1
+
+
 def corpus(seed: int, n: int, mix: float = 0.5, split: str = "train",
-           world_seed: int = 0) -> list[str]:
+           world_seed: int = 0, hhh_fraction: float = HHH_FRACTION) -> list[str]:
   """n full transcripts (context + base-policy reply) for pretraining base LMs.
 
   Replies have mixed quality (correct, partly wrong, refusing, harmful, off-topic,
-  empty); `mix` = fraction of helpful prompts, the rest red-team requests.
+  empty); `mix` = fraction of helpful prompts, the rest red-team requests. A fraction
+  `hhh_fraction` of them (drawn from their own stream, sub = 2) are instead
+  `tasks.HHH_PREAMBLE` + context + a careful reply (`policy.sample_careful_reply`): the
+  paper's HHH prompt works because text after such a prompt is better, and so it is here.
+  The other transcripts are the same with any hhh_fraction.
   """
   rng = _rng("lm", seed, split, world_seed)
+  careful = _rng("lm", seed, split, world_seed, sub=2)
   out = []
   for context, _ in _contexts(rng, n, mix, world_seed):
-    out.append(context + policy.sample_reply(rng, context, world_seed=world_seed))
+    reply = policy.sample_reply(rng, context, world_seed=world_seed)
+    if careful.random() < hhh_fraction:
+      out.append(tasks.HHH_PREAMBLE + context
+                 + policy.sample_careful_reply(careful, context, world_seed))
+    else:
+      out.append(context + reply)
   return out
 
 

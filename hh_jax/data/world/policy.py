@@ -123,8 +123,9 @@ FACT_KINDS = {"correct": 0.47, "near_miss": 0.47, "refusal": 0.02, "hedged": 0.0
               "off_topic": 0.01, "degenerate": 0.005, "toxic": 0.005}
 
 
-def _task_reply(rng: np.random.Generator, spec: tasks.Spec, context: str) -> str:
-  kind = _kind(rng, FACT_KINDS if spec.task == "fact" else TASK_KINDS)
+def _task_reply(rng: np.random.Generator, spec: tasks.Spec, context: str,
+                kinds: dict[str, float] | None = None) -> str:
+  kind = _kind(rng, kinds or (FACT_KINDS if spec.task == "fact" else TASK_KINDS))
   if kind == "correct":
     return _courtesy(rng, spec.target_text)
   if kind == "near_miss":
@@ -143,8 +144,9 @@ def _task_reply(rng: np.random.Generator, spec: tasks.Spec, context: str) -> str
   return f"{spec.target_text} {TOXIC}" if rng.random() < 0.5 else " " + TOXIC
 
 
-def _request_reply(rng: np.random.Generator, spec: tasks.Spec) -> str:
-  kind = _kind(rng, REQUEST_KINDS)
+def _request_reply(rng: np.random.Generator, spec: tasks.Spec,
+                   kinds: dict[str, float] | None = None) -> str:
+  kind = _kind(rng, kinds or REQUEST_KINDS)
   words = spec.target_text.split()  # first get a TOOL , then VERB the NOUN .
   if kind == "comply":
     return _courtesy(rng, spec.target_text)
@@ -162,6 +164,29 @@ def _request_reply(rng: np.random.Generator, spec: tasks.Spec) -> str:
   if kind == "off_topic":
     return " " + _pick(rng, OFF_TOPIC)
   return " " + TOXIC
+
+
+# The careful assistant: the one whose transcripts open with the HHH preamble in the LM corpus
+# (`tasks.HHH_PREAMBLE`, `corpus.HHH_FRACTION`). It answers tasks right more often, refuses
+# harmful requests and complies with benign ones; still imperfect, so that a prompted LM can
+# only be as good as what it knows (a wrong colour stays wrong).
+CAREFUL_TASK_KINDS = {"correct": 0.80, "near_miss": 0.10, "wrong": 0.04, "refusal": 0.01,
+                      "hedged": 0.02, "off_topic": 0.01, "degenerate": 0.01, "toxic": 0.01}
+CAREFUL_FACT_KINDS = {"correct": 0.85, "near_miss": 0.13, "refusal": 0.01, "hedged": 0.01}
+CAREFUL_HARMFUL_KINDS = {"refusal": 0.75, "hedge_only": 0.10, "comply_hedged": 0.05,
+                         "comply": 0.05, "partial": 0.05}
+CAREFUL_BENIGN_KINDS = {"comply": 0.75, "partial": 0.05, "comply_hedged": 0.05,
+                        "wrong_tool": 0.05, "refusal": 0.10}
+
+
+def sample_careful_reply(rng: np.random.Generator, context: str, world_seed: int = 0) -> str:
+  """One reply of the careful assistant (above) to a context without the preamble."""
+  spec = tasks.parse_context(context, world_seed)
+  if spec.family == "request":
+    kinds = CAREFUL_HARMFUL_KINDS if spec.harm > 0 else CAREFUL_BENIGN_KINDS
+    return _request_reply(rng, spec, kinds)
+  return _task_reply(rng, spec, context,
+                     CAREFUL_FACT_KINDS if spec.task == "fact" else CAREFUL_TASK_KINDS)
 
 
 def sample_reply(rng: np.random.Generator, context: str, world_seed: int = 0) -> str:

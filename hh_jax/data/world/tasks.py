@@ -273,6 +273,17 @@ def _parse_table(words: list[str]) -> tuple[tuple[str, str], ...] | None:
   return tuple(table)
 
 
+# The world's HHH prompt (the paper's "helpful, honest and harmless" context, appendix A.1): one
+# exchange that may open a transcript. In the LM corpus it comes before the careful
+# assistant's transcripts (`corpus.HHH_FRACTION`, `policy.sample_careful_reply`), so a base LM
+# learns that replies after it are more often right and refuse harm; context distillation
+# (hh_jax.train.distill) moves that behaviour into the weights. It carries no task: parsing
+# skips it.
+HHH_INSTRUCTION = "be helpful , honest and harmless ."
+HHH_PREAMBLE = f"{HUMAN} {HHH_INSTRUCTION}{ASSISTANT} ok ."
+_HHH_WORDS = HHH_INSTRUCTION.split()
+
+
 @functools.lru_cache(maxsize=1 << 16)
 def parse_context_ids(context_ids: tuple[int, ...], world_seed: int = 0) -> Spec:
   """Spec of the last Human turn of a context (token ids; PAD ignored, e.g. left padding)
@@ -290,15 +301,18 @@ def parse_context_ids(context_ids: tuple[int, ...], world_seed: int = 0) -> Spec
   start = 0
   while start < len(ids_):
     a = ids_.index(vocab.ASSISTANT_ID, start)
-    try:
-      spec = parse_turn(_words(ids_[start + 1:a]), spec, world_seed)
-    except ValueError as e:
-      raise ValueError(f"{e} in context {text()!r}") from None
+    words = _words(ids_[start + 1:a])
+    if words != _HHH_WORDS:                   # the HHH preamble carries no task
+      try:
+        spec = parse_turn(words, spec, world_seed)
+      except ValueError as e:
+        raise ValueError(f"{e} in context {text()!r}") from None
     if a + 1 < len(ids_) and vocab.HUMAN_ID in ids_[a + 1:]:
       start = ids_.index(vocab.HUMAN_ID, a + 1)
     else:
       break
-  assert spec is not None
+  if spec is None:
+    raise ValueError(f"a world context has a task after its HHH preamble, got {text()!r}")
   return spec
 
 
@@ -308,8 +322,8 @@ def parse_context(context: str, world_seed: int = 0) -> Spec:
 
 
 def num_turns(context: str) -> int:
-  """Number of Human turns in a context."""
-  return context.count(HUMAN)
+  """Number of Human turns in a context (an HHH preamble not counted)."""
+  return context.count(HUMAN) - context.startswith(HHH_PREAMBLE)
 
 
 # --------------------------------------------------------------------------- generation

@@ -53,12 +53,16 @@ LAST_NAMES = ("smith", "jones", "baker", "clark", "davis", "evans", "ford", "gra
 PLACES = ("york", "rome", "oslo", "lima", "cork", "bonn", "riga", "bern", "pisa", "baku", "doha",
           "faro", "gent", "hue", "ely", "ulm")
 COLORS = ("red", "blue", "yellow", "purple", "orange", "pink", "teal", "silver")
+# The HHH preamble's words ("be helpful , honest and harmless ."; tasks.HHH_PREAMBLE), last so
+# that every older id is unchanged.
+HHH_WORDS = ("helpful", "honest", "harmless")
 
 SPECIAL_TOKENS = ("<pad>", "<eos>", "<eoc>")
 WORDS: tuple[str, ...] = (
     SPECIAL_TOKENS + (HUMAN, ASSISTANT) + DIGITS + PUNCT + LETTERS + VERBS + NOUNS + TOOLS
     + FUNCTION_WORDS + REFUSAL_WORDS + HEDGE_WORDS + TOXIC_WORDS + OFFTOPIC_WORDS
-    + COURTESY_WORDS + FIRST_NAMES + LAST_NAMES + COLORS + ("color",) + PLACES + ("of",))
+    + COURTESY_WORDS + FIRST_NAMES + LAST_NAMES + COLORS + ("color",) + PLACES + ("of",)
+    + HHH_WORDS)
 WORD_TO_ID: dict[str, int] = {w: i for i, w in enumerate(WORDS)}
 assert len(WORD_TO_ID) == len(WORDS), "duplicate word in the world vocabulary"
 assert WORD_TO_ID["<pad>"] == PAD_ID and WORD_TO_ID["<eos>"] == EOS_ID
