@@ -5,9 +5,12 @@ One iteration, one jitted function (`make_iteration`):
   2. score     log pi_old, log pi0 (the frozen initial policy), V, and the train-PM score
                r_PM(x, y) read at the end-of-context token; test PMs score the same samples
                but never enter the loss;
-  3. rewards   r_t = -lambda_KL (log pi - log pi0)_t  +  [t = last] (g r_PM + c - no_eos_penalty [no EOS]),
-               g = 1, c = 0 unless reward_norm (then the initial policy's g r_PM + c is N(0, 1));
-               advantages by GAE(gamma, lambda), whitened; value targets R = A + V;
+  3. rewards   r_t = -lambda_KL (log pi - log pi0)_t  +  [t = last] (r_ens - no_eos_penalty [no EOS]),
+               r_ens = g r_PM + c for one train PM; g = 1, c = 0 unless reward_norm (then the
+               initial policy's g r_PM + c is N(0, 1)); for an ensemble of K train PMs
+               (`reward_pm` + `reward_pms`, Coste et al. 2023) each member is normalised on its
+               own, then combined: r_ens = mean_k (g_k r_k + c_k)  or  min_k (g_k r_k + c_k)
+               (`ensemble`); advantages by GAE(gamma, lambda), whitened; value targets R = A + V;
   4. update    K epochs of minibatch steps on L = L_clip(pi) + vf_coef * L_clip(V), the
                minibatches a fresh permutation per epoch, under lax.scan;
   5. KL control (optional) beta <- beta (1 + clip(KL / KL_target - 1, +-0.2) B / horizon).
@@ -33,6 +36,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from hh_jax.config import ConfigError, MeshConfig, OptimConfig, config_field, validate_fields
@@ -49,6 +53,8 @@ class PPOConfig:
   kind: str = config_field("ppo", choices=("ppo",))
   policy_init: str = ""                 # base LM run: the initial policy pi0 (frozen copy = reference)
   reward_pm: str = ""                   # the "train" PM optimised against
+  reward_pms: tuple[str, ...] = ()      # more train PMs: the reward is an ensemble (`reward_members`)
+  ensemble: str = config_field("mean", choices=("mean", "min"))   # how the K members' rewards combine
   test_pms: tuple[str, ...] = ()        # "test" PMs: score the samples, never optimised
   value_init: str = config_field("pm", choices=("pm", "zero"))
   seed: int = config_field(0, ge=0)
@@ -95,6 +101,13 @@ class PPOConfig:
   def updates_per_iteration(self) -> int:
     return self.ppo_epochs * (self.batch_size // self.minibatch_size)
 
+  @property
+  def reward_members(self) -> tuple[str, ...]:
+    """The train PMs the reward combines: reward_pm, then reward_pms in order without repeats
+    or reward_pm itself (so a `refs` of a PM family that holds reward_pm can be passed as
+    reward_pms); K = 1 is a single PM."""
+    return tuple(dict.fromkeys((self.reward_pm, *self.reward_pms)))
+
 
 class PPOHparams(NamedTuple):
   """The traced hyperparameters of a PPO iteration (floats; whiten_advantages is 0 or 1)."""
@@ -107,16 +120,31 @@ class PPOHparams(NamedTuple):
   lam: float
   no_eos_penalty: float
   whiten_advantages: float
-  reward_gain: float = 1.0              # g in the reward g r_PM + c
-  reward_bias: float = 0.0              # c
+  reward_gain: float = 1.0              # g in the reward g r_PM + c; (K,) for a K-member ensemble
+  reward_bias: float = 0.0              # c; (K,) for a K-member ensemble
 
 
-def hparams_from_config(cfg: PPOConfig, reward_gain: float = 1.0, reward_bias: float = 0.0) -> PPOHparams:
+def member_vector(x, k: int):
+  """A per-member value for K train PMs: a float when K = 1 (the single-PM state of before),
+  else a (K,) float32 array (a scalar x is broadcast to every member)."""
+  arr = np.asarray(x, np.float32).reshape(-1)
+  if k == 1:
+    if arr.size != 1:
+      raise ValueError(f"one train PM but {arr.size} reward gains/biases")
+    return float(arr[0])
+  if arr.size not in (1, k):
+    raise ValueError(f"{k} train PMs but {arr.size} reward gains/biases")
+  return np.broadcast_to(arr, (k,)).copy()
+
+
+def hparams_from_config(cfg: PPOConfig, reward_gain=1.0, reward_bias=0.0) -> PPOHparams:
   """Each PPOHparams field from the config field of the same name; the reward's gain and bias
-  are measured, not configured (`reward_normalization`)."""
+  are measured, not configured (`reward_normalization`): floats for one train PM, (K,) per
+  member of an ensemble (`member_vector`)."""
+  k = len(cfg.reward_members)
   return PPOHparams(**{f: float(getattr(cfg, f)) for f in PPOHparams._fields
                        if f not in ("reward_gain", "reward_bias")},
-                    reward_gain=float(reward_gain), reward_bias=float(reward_bias))
+                    reward_gain=member_vector(reward_gain, k), reward_bias=member_vector(reward_bias, k))
 
 
 def reward_normalization(scores) -> tuple[float, float]:
@@ -124,6 +152,25 @@ def reward_normalization(scores) -> tuple[float, float]:
   scores s (Ziegler et al. 2019; the public reproductions): g = 1 / std(s), c = -mean(s) / std(s)."""
   mean, std = float(jnp.mean(scores)), float(jnp.std(scores))
   return 1.0 / max(std, 1e-6), -mean / max(std, 1e-6)
+
+
+def ensemble_scores(pm_gds, pm_params, prompts, response, mask):
+  """r_k(x, y) of every member k of the reward ensemble (`pm_score`) -> (K, B)."""
+  return jnp.stack([pm_score(g, p, prompts, response, mask) for g, p in zip(pm_gds, pm_params)])
+
+
+def combine_scores(scores_kb, gain, bias, ensemble: str = "mean"):
+  """r_ens = mean_k (g_k r_k + c_k) ("mean") or min_k (g_k r_k + c_k) ("min", the worst case;
+  Coste et al. 2023) -> (B,). scores_kb (K, B); gain, bias scalars or (K,). K = 1 is g r + c
+  exactly (no reduction)."""
+  normalized = jnp.reshape(gain, (-1, 1)) * scores_kb + jnp.reshape(bias, (-1, 1))   # (K, B)
+  if scores_kb.shape[0] == 1:
+    return normalized[0]
+  if ensemble == "mean":
+    return normalized.mean(axis=0)
+  if ensemble == "min":
+    return normalized.min(axis=0)
+  raise ValueError(f"ensemble must be 'mean' or 'min', got {ensemble!r}")
 
 
 def value_params(value_init: str, policy_params: dict, pm_params: dict) -> dict:
@@ -138,8 +185,12 @@ def value_params(value_init: str, policy_params: dict, pm_params: dict) -> dict:
 
 
 def experience(policy_gd, value_gd, pm_gd, state, ref_params, pm_params, prompts, rollout,
-               temperature):
-  """Rewards, GAE advantages and returns of one batch of rollouts -> (batch, metrics, per_sample)."""
+               temperature, member_gds=(), member_params=(), ensemble: str = "mean"):
+  """Rewards, GAE advantages and returns of one batch of rollouts -> (batch, metrics, per_sample).
+
+  The reward ensemble is (pm, *members) (`combine_scores`); "score_train" is the raw score of
+  its first member (the run's `reward_pm`), and with K > 1 members per_sample also holds
+  "score_members" (K, B) and the metrics "ppo/score_ensemble" (the mean of r_ens)."""
   hp = state["hparams"]
   mask = rollout.mask
   logp_old, _, logits = response_logprobs(policy_gd, state["params"]["policy"], prompts,
@@ -148,9 +199,11 @@ def experience(policy_gd, value_gd, pm_gd, state, ref_params, pm_params, prompts
                                      temperature)
   _, values, _ = response_logprobs(value_gd, state["params"]["value"], prompts, rollout.response,
                                    mask)
-  score = pm_score(pm_gd, pm_params, prompts, rollout.response, mask)              # (B,)
-  reward_score = (hp.reward_gain * score + hp.reward_bias
-                  - hp.no_eos_penalty * (1.0 - rollout.eos.astype(jnp.float32)))
+  scores = ensemble_scores((pm_gd, *member_gds), (pm_params, *member_params), prompts,
+                           rollout.response, mask)                                  # (K, B)
+  score = scores[0]                                                                 # (B,)
+  combined = combine_scores(scores, hp.reward_gain, hp.reward_bias, ensemble)       # (B,)
+  reward_score = combined - hp.no_eos_penalty * (1.0 - rollout.eos.astype(jnp.float32))
   rewards, kl_bt = rl_core.kl_penalized_rewards(logp_old, logp_ref, reward_score, mask, hp.kl_coef)
   advantages, returns = rl_core.gae(rewards, values, mask, hp.gamma, hp.lam)
   advantages = jnp.where(hp.whiten_advantages > 0, rl_core.whiten(advantages, mask), advantages)
@@ -168,7 +221,11 @@ def experience(policy_gd, value_gd, pm_gd, state, ref_params, pm_params, prompts
   batch = {"prompts": prompts, "response": rollout.response, "mask": mask,
            "old_logprobs": logp_old, "old_values": values, "advantages": advantages,
            "returns": returns}
-  return batch, metrics, {"kl": seq_kl, "score_train": score}
+  per_sample = {"kl": seq_kl, "score_train": score}
+  if scores.shape[0] > 1:
+    metrics["ppo/score_ensemble"] = combined.mean()
+    per_sample["score_members"] = scores
+  return batch, metrics, per_sample
 
 
 def ppo_loss(policy_gd, value_gd, params, mb, hparams: PPOHparams, temperature):
@@ -211,19 +268,23 @@ def update_epochs(policy_gd, value_gd, optimizer, cfg: PPOConfig, state, batch, 
 
 
 def iteration(policy_gd, value_gd, pm_gd, test_gds, optimizer, cfg: PPOConfig, state, frozen,
-              prompts, key):
+              prompts, key, member_gds=()):
   """One PPO iteration (module docstring) -> (state, out).
 
-  frozen: {"ref": pi0 params, "pm": train-PM params, "tests": tuple of test-PM params}.
-  out: "metrics" (scalars), "samples" (per-rollout (B,) arrays: kl, score_train, score_test
-  (T, B)), and the rollout itself ("prompts", "response", "mask") for host-side evaluation.
+  frozen: {"ref": pi0 params, "pm": train-PM params, "tests": tuple of test-PM params, and
+  optionally "members": the params of the ensemble's further train PMs (graphdefs member_gds)}.
+  out: "metrics" (scalars, but for K > 1 the (K,) reward gain and bias), "samples" (per-rollout
+  (B,) arrays: kl, score_train, score_test (T, B), score_members (K, B) when K > 1), and the
+  rollout itself ("prompts", "response", "mask") for host-side evaluation.
   """
   key = jax.random.fold_in(key, state["step"])
   k_roll, k_update = jax.random.split(key)
   roll = generate(policy_gd, state["params"]["policy"], prompts, k_roll,
                   max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature)
   batch, metrics, samples = experience(policy_gd, value_gd, pm_gd, state, frozen["ref"],
-                                       frozen["pm"], prompts, roll, cfg.temperature)
+                                       frozen["pm"], prompts, roll, cfg.temperature,
+                                       tuple(member_gds), tuple(frozen.get("members", ())),
+                                       cfg.ensemble)
   samples["score_test"] = jnp.stack([pm_score(g, p, prompts, roll.response, roll.mask)
                                      for g, p in zip(test_gds, frozen["tests"])]
                                     ) if test_gds else jnp.zeros((0, cfg.batch_size))
@@ -240,12 +301,17 @@ def iteration(policy_gd, value_gd, pm_gd, test_gds, optimizer, cfg: PPOConfig, s
   return state, out
 
 
-def make_iteration(policy_gd, value_gd, pm_gd, test_gds: tuple, optimizer, cfg: PPOConfig):
+def make_iteration(policy_gd, value_gd, pm_gd, test_gds: tuple, optimizer, cfg: PPOConfig,
+                   member_gds: tuple = ()):
   """`iteration` with the graphdefs, optimizer and config bound, jitted like every train step
-  (state donated): `iteration(state, frozen, prompts (B, P), key) -> (state, out)`."""
+  (state donated): `iteration(state, frozen, prompts (B, P), key) -> (state, out)`.
+  member_gds: the graphdefs of the ensemble's train PMs after the first (`frozen["members"]`)."""
+  if len(member_gds) != len(cfg.reward_members) - 1:
+    raise ValueError(f"{len(cfg.reward_members)} reward members but {len(member_gds)} member "
+                     "graphdefs after the first")
 
   def bound(state, frozen, prompts, key):
     return iteration(policy_gd, value_gd, pm_gd, tuple(test_gds), optimizer, cfg, state, frozen,
-                     prompts, key)
+                     prompts, key, tuple(member_gds))
 
   return jit_train_step(bound)

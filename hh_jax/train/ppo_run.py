@@ -1,7 +1,8 @@
 """A PPO run as a lifecycle Task: load the policy and PMs, check they fit together, iterate.
 
 The step is one jitted PPO iteration (`ppo.make_iteration`); the host only logs: the mean
-metrics, each test PM's mean score, the gold reward of the rollouts (synthetic world) and a
+metrics, each test PM's mean score (and each reward-ensemble member's, when the reward is an
+ensemble of train PMs: `ppo/score_member/<name>`), the gold reward of the rollouts (synthetic world) and a
 per-sample line (samples.jsonl: kl, score_train, score_test/<name>, gold_<k>), so fits can be
 recomputed. Held-out evaluations every `snapshot_every` iterations: the policy's replies to
 fixed eval prompts with every scorer's score (evals/step_XXXXXX.npz, for Elo).
@@ -72,14 +73,36 @@ def check_compatible(cfg, named: dict[str, lifecycle.Model]) -> None:
           f"{cfg.max_new_tokens} + 1 (EOC): lower prompt_len or max_new_tokens")
 
 
-def describe_models(cfg: PPOConfig, policy, pm, tests) -> dict:
-  """pms.json: which runs this PPO run used, with their non-embedding sizes."""
+def describe_models(cfg: PPOConfig, policy, pm, tests, members=()) -> dict:
+  """pms.json: which runs this PPO run used, with their non-embedding sizes; "train" is the
+  first train PM, and an ensemble reward adds "reward_members" (all K) and "ensemble"."""
   def describe(path: str, model: lifecycle.Model) -> dict:
     return {"name": run_name(path), "run": paths.absolute(path),
             "params": models.count_params(model.cfg),
             "model_size": lifecycle.read_config_field(path, "model_size")}
-  return {"policy": describe(cfg.policy_init, policy), "train": describe(cfg.reward_pm, pm),
-          "test": [describe(d, t) for d, t in zip(cfg.test_pms, tests)]}
+  out = {"policy": describe(cfg.policy_init, policy), "train": describe(cfg.reward_pm, pm),
+         "test": [describe(d, t) for d, t in zip(cfg.test_pms, tests)]}
+  if members:
+    out["reward_members"] = [describe(d, m) for d, m in zip(cfg.reward_members, (pm, *members))]
+    out["ensemble"] = cfg.ensemble
+  return out
+
+
+def member_names(cfg: PPOConfig) -> list[str]:
+  """The run names of the reward ensemble's members, made unique by their index when two share one."""
+  names = [run_name(d) for d in cfg.reward_members]
+  return [n if names.count(n) == 1 else f"{n}-{i}" for i, n in enumerate(names)]
+
+
+def record_members(rec: dict, line: dict, names: list[str], samples: dict) -> None:
+  """Per ensemble member (K > 1): its mean raw score, reward gain and bias (rec) and its
+  per-sample scores (line), named by `member_names`."""
+  for key in ("ppo/reward_gain", "ppo/reward_bias"):
+    per_member = np.asarray(rec.pop(key)).reshape(-1)
+    rec.update({f"{key}/{n}": float(v) for n, v in zip(names, per_member)})
+  for name, scores in zip(names, samples["score_members"]):
+    rec[f"ppo/score_member/{name}"] = float(np.mean(scores))
+    line[f"score_member/{name}"] = scores
 
 
 def gold_by_task(task_names: np.ndarray, gold_hh: np.ndarray, mask: np.ndarray) -> dict:
@@ -102,6 +125,8 @@ def host_record(cfg: PPOConfig, test_names: list[str], gold_fn, task_fn=None):
     for name, scores in zip(test_names, out["samples"]["score_test"]):
       rec[f"ppo/score_test/{name}"] = float(np.mean(scores))
       line[f"score_test/{name}"] = scores
+    if len(cfg.reward_members) > 1:
+      record_members(rec, line, member_names(cfg), out["samples"])
     if gold_fn is not None:
       gold = gold_fn(np.asarray(out["prompts"]), np.asarray(out["response"]))
       for k, v in gold.items():
@@ -116,8 +141,9 @@ def host_record(cfg: PPOConfig, test_names: list[str], gold_fn, task_fn=None):
   return record
 
 
-def snapshot_fn(cfg: PPOConfig, policy, pm, tests, test_names, inputs: PPOInputs, key):
-  """(step, state) -> the current policy's replies to the eval prompts, with every score."""
+def snapshot_fn(cfg: PPOConfig, policy, pm, tests, test_names, inputs: PPOInputs, key, members=()):
+  """(step, state) -> the current policy's replies to the eval prompts, with every score (the
+  ensemble's further members as score_member__<name>)."""
   if not cfg.snapshot_every or inputs.eval_prompt_tokens is None:
     return None
   sample = make_sampler(policy.graphdef, max_new_tokens=cfg.max_new_tokens,
@@ -125,6 +151,8 @@ def snapshot_fn(cfg: PPOConfig, policy, pm, tests, test_names, inputs: PPOInputs
   scorers = [("score_train", make_pm_score_fn(pm.graphdef), pm.params)]
   scorers += [(f"score_test__{n}", make_pm_score_fn(t.graphdef), t.params)
               for n, t in zip(test_names, tests)]
+  scorers += [(f"score_member__{n}", make_pm_score_fn(m.graphdef), m.params)
+              for n, m in zip(member_names(cfg)[1:], members)]
   prompts = jnp.asarray(inputs.eval_prompt_tokens[:cfg.num_eval_prompts])
 
   def snapshot(step: int, state) -> dict:
@@ -153,9 +181,10 @@ def summarize(run_dir: str) -> dict:
   return out
 
 
-def initial_reward_normalization(cfg: PPOConfig, policy, pm, inputs: PPOInputs) -> tuple[float, float]:
-  """`ppo.reward_normalization` of the train PM's scores of `reward_norm_samples` replies of the
-  initial policy to training prompts (a fixed draw from the run's seed)."""
+def initial_reward_normalization(cfg: PPOConfig, policy, pms, inputs: PPOInputs) -> tuple[list, list]:
+  """([g_k], [c_k]): `ppo.reward_normalization` of each train PM k's scores (the ensemble's
+  members, `pms`) of the same `reward_norm_samples` replies of the initial policy to training
+  prompts (a fixed draw from the run's seed): every member's g_k r_k + c_k is N(0, 1) there."""
   rng = np.random.default_rng([cfg.seed, 271828])
   rows = rng.choice(len(inputs.prompt_tokens), cfg.reward_norm_samples,
                     replace=cfg.reward_norm_samples > len(inputs.prompt_tokens))
@@ -163,8 +192,10 @@ def initial_reward_normalization(cfg: PPOConfig, policy, pm, inputs: PPOInputs) 
   sample = make_sampler(policy.graphdef, max_new_tokens=cfg.max_new_tokens,
                         temperature=cfg.temperature)
   out = sample(policy.params, prompts, jax.random.fold_in(jax.random.key(cfg.seed), 271828))
-  scores = make_pm_score_fn(pm.graphdef)(pm.params, prompts, out.response, out.mask)
-  return reward_normalization(scores)
+  gain_bias = [reward_normalization(make_pm_score_fn(pm.graphdef)(pm.params, prompts,
+                                                                  out.response, out.mask))
+               for pm in pms]
+  return [g for g, _ in gain_bias], [c for _, c in gain_bias]
 
 
 def build_task(cfg: PPOConfig, run_dir: str, inputs: PPOInputs | None = None) -> lifecycle.Task:
@@ -172,22 +203,26 @@ def build_task(cfg: PPOConfig, run_dir: str, inputs: PPOInputs | None = None) ->
   inputs = inputs if inputs is not None else load_inputs(cfg)
   policy, pm = lifecycle.load_model(cfg.policy_init), lifecycle.load_model(cfg.reward_pm)
   tests = [lifecycle.load_model(d) for d in cfg.test_pms]
+  members = [lifecycle.load_model(d) for d in cfg.reward_members[1:]]   # the ensemble after reward_pm
   if inputs.prompt_tokens.shape[1] != cfg.prompt_len:
     raise lifecycle.RunError(f"prompts have {inputs.prompt_tokens.shape[1]} tokens, "
                              f"prompt_len is {cfg.prompt_len}")
   check_compatible(cfg, {"policy": policy, "reward_pm": pm,
+                         **{f"reward_members[{i + 1}]": m for i, m in enumerate(members)},
                          **{f"test_pms[{i}]": t for i, t in enumerate(tests)}})
   value_gd = pm.graphdef if cfg.value_init == "pm" else policy.graphdef
   optimizer = make_optimizer(cfg.optim, cfg.num_iterations * cfg.updates_per_iteration)
   params = {"policy": jax.tree.map(jnp.array, policy.params),
             "value": value_params(cfg.value_init, policy.params, pm.params)}
   mesh = shd.make_mesh(cfg.mesh)
-  gain_bias = initial_reward_normalization(cfg, policy, pm, inputs) if cfg.reward_norm else (1.0, 0.0)
+  gain_bias = (initial_reward_normalization(cfg, policy, [pm, *members], inputs) if cfg.reward_norm
+               else (1.0, 0.0))
   state = init_train_state(params, optimizer, hparams_from_config(cfg, *gain_bias))
   state = jax.device_put(state, shd.state_shardings(mesh, state))
   iterate = make_iteration(policy.graphdef, value_gd, pm.graphdef, tuple(t.graphdef for t in tests),
-                           optimizer, cfg)
-  frozen = {"ref": policy.params, "pm": pm.params, "tests": tuple(t.params for t in tests)}
+                           optimizer, cfg, tuple(m.graphdef for m in members))
+  frozen = {"ref": policy.params, "pm": pm.params, "tests": tuple(t.params for t in tests),
+            **({"members": tuple(m.params for m in members)} if members else {})}
   test_names = [run_name(d) for d in cfg.test_pms]
   key = jax.random.key(cfg.seed)
 
@@ -202,6 +237,7 @@ def build_task(cfg: PPOConfig, run_dir: str, inputs: PPOInputs | None = None) ->
       log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every,
       examples_per_step=cfg.batch_size, to_device=lambda b: jnp.asarray(b.tokens),
       count_tokens=None, host_record=host_record(cfg, test_names, inputs.gold_fn, inputs.task_fn),
-      evaluate=snapshot_fn(cfg, policy, pm, tests, test_names, inputs, key),
-      eval_every=cfg.snapshot_every, json_files={"pms.json": describe_models(cfg, policy, pm, tests)},
+      evaluate=snapshot_fn(cfg, policy, pm, tests, test_names, inputs, key, members),
+      eval_every=cfg.snapshot_every,
+      json_files={"pms.json": describe_models(cfg, policy, pm, tests, members)},
       decode=inputs.decode)
