@@ -20,7 +20,7 @@ import argparse
 import os
 import sys
 
-from analysis import plots, report
+from analysis import plots, report, worlds
 from analysis import pm as pm_lib
 from analysis import rl as rl_lib
 from analysis.criteria import CriteriaChangedError, CriteriaError
@@ -83,7 +83,7 @@ def _fit_parser(sub, name: str, help_text: str) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog="hh-jax analyze", description=__doc__.splitlines()[0])
-  sub = parser.add_subparsers(dest="what", required=True, metavar="{pm,rl,all,report,readme-table}")
+  sub = parser.add_subparsers(dest="what", required=True, metavar="{pm,rl,all,report,worlds,readme-table}")
   _fit_parser(sub, "pm", "PM scaling, calibration, mix and turn analysis")
   _fit_parser(sub, "rl", "PPO, best-of-n and Elo analysis")
   _fit_parser(sub, "all", "pm and rl into one output directory")
@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--paper-root", default=None, dest="paper_root",
                  help="results root of the paper-faithful variant: its verdicts fill the "
                       "report's second column (default: 'not run')")
+  p = sub.add_parser("worlds", help="claims side by side over the results roots of several world seeds")
+  p.add_argument("roots", nargs="+", help="results roots, each with a numbers.json")
+  p.add_argument("--out", default=None, help="also write the markdown table to this file")
   p = sub.add_parser("readme-table", help="the README's results block from numbers.json")
   p.add_argument("--numbers", default=os.path.join("docs", "laptop", "numbers.json"))
   p.add_argument("--readme", default="README.md")
@@ -117,6 +120,14 @@ def _write_report(args) -> None:
   print(f"  report: wrote numbers.json, report.md, report.html to {args.root}")
 
 
+def _worlds_table(args) -> None:
+  table = worlds.worlds_table(worlds.load_numbers(args.roots))
+  print(table)
+  if args.out:
+    with open(args.out, "w") as f:
+      f.write(table + "\n")
+
+
 def _readme_table(args) -> int:
   diff = report.sync_readme(args.numbers, args.readme, check=args.check)
   if args.check and diff:
@@ -135,9 +146,11 @@ def main(argv: list[str] | None = None) -> int:
       _write_report(args)
     elif args.what == "readme-table":
       return _readme_table(args)
+    elif args.what == "worlds":
+      _worlds_table(args)
     else:
       _fit(args)
-  except (RunFileError, FileNotFoundError, report.ResultsBlockError, CriteriaError, CriteriaChangedError) as e:
+  except (RunFileError, FileNotFoundError, ValueError, report.ResultsBlockError, CriteriaError, CriteriaChangedError) as e:
     print(f"hh-jax analyze: error: {e}", file=sys.stderr)
     return 1
   return 0

@@ -56,6 +56,7 @@ FIGURES = (  # (relative path stem, caption)
     ("ood/ood_auroc_vs_k", "Few-shot outlier exposure: AUROC vs harmful examples k (cf. Fig 23)"),
     ("pm_weighting/pm_lambda_tradeoff", "Helpful / harmless accuracy vs lambda by PM size (cf. Fig 27)"),
     ("pm_weighting/pm_mix_sensitivity", "Accuracy vs % helpful data by PM size (cf. Fig 26)"),
+    ("gao/gao_coefficients_vs_pm_size", "Gao et al. over-optimisation coefficients vs train-PM size"),
     ("policy_eval/alignment_tax", "Capability before and after RLHF by policy size (cf. Fig 3)"),
     ("policy_eval/context_distillation", "PPO from the context-distilled vs the base LM, gold (cf. App A.1)"),
 )

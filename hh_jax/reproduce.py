@@ -28,7 +28,7 @@ import jax
 import tensorflow_datasets as tfds
 
 from analysis import cli as analysis_cli
-from analysis import criteria, pm_weighting, policy_evals, report
+from analysis import criteria, gao, pm_weighting, policy_evals, report
 from analysis import ood as ood_analysis
 from experiments import ppo as ppo_experiment
 from experiments.presets import (PAPER_FAITHFUL_DIR, PRESETS, paper_faithful,
@@ -152,6 +152,8 @@ class Reproduction:
       rc = analysis_cli.main([kind, os.path.join(self.root, src), "--out", os.path.join(figs, name)])
       if rc:
         raise RuntimeError(f"analysis {kind} {src or self.root} failed with exit code {rc}")
+    gao.run_gao(os.path.join(figs, "rl", "rl_analysis.json"), os.path.join(figs, "gao"),
+                self.main_ppo_run())
     if os.path.isdir(os.path.join(self.root, "ood")):
       ood_analysis.run_ood(os.path.join(self.root, "ood"), os.path.join(figs, "ood"))
     pm_weighting.run_weighting([os.path.join(self.root, "pm_lambda"),

@@ -53,17 +53,23 @@ def pm_mix(seeds, help_only_on_harm=0.3):
   return {"n_runs": len(recs), "table": {"records": recs, "cells": []}}
 
 
-def _ppo_entry(name, seed, r2, slope, end_gap, robust_slope, samples=25_600):
+def _ppo_entry(name, seed, r2, slope, end_gap, robust_slope, samples=25_600, beta=0.3):
   tests = {f"test-{n}": {"model_size": n, "params": p, "gain_std": robust_slope * math.log(p)}
            for n, p in (("6k", 6_000), ("25k", 25_000), ("100k", 100_000))}
   return {"name": f"ppo/{name}-s{seed}", "config": f"ppo/{name}", "seed": seed,
-          "policy": {"model_size": "100k"}, "train_pm": {"model_size": name.rsplit("-", 1)[1]},
+          "policy": {"model_size": "100k"},
+          "train_pm": {"model_size": name.rsplit("-", 1)[1],
+                       "params": {"25k": 25_000, "100k": 100_000}[name.rsplit("-", 1)[1]]},
+          "gold_gao_rl": {"hh": {"alpha": 0.5, "beta": beta}},
           "final_samples": samples, "score_vs_sqrt_kl": {"train": {"r2": r2, "slope": slope}},
           "robustness": {"tests": tests}, "gain_gaps_std": {"test-100k": {"early": 0.1, "end": end_gap}}}
 
 
-def rl(seeds, r2s, slopes, end_gaps, robust_slopes, bon_gains, elo_peaks, samples=25_600):
-  runs = [_ppo_entry(name, s, r2s[s], slopes[s], end_gaps[s], robust_slopes[s], samples)
+def rl(seeds, r2s, slopes, end_gaps, robust_slopes, bon_gains, elo_peaks, samples=25_600,
+       beta_gaps=(-0.2, -0.19, -0.18)):
+  """... beta_gaps: per seed, Gao beta of the largest train PM (100k) minus the smaller's (25k)."""
+  runs = [_ppo_entry(name, s, r2s[s], slopes[s], end_gaps[s], robust_slopes[s], samples,
+                     beta=0.4 + (beta_gaps[s] if name == MAIN else 0.0))
           for name in (MAIN, "policy-100k-pm-25k") for s in seeds]
   bon = [{"path": f"/r/best_of_n/{MAIN}-s{s}/bon.json", "n": [1, 2, 4, 8, 16],
           "scores": {"gold_hh": [0.1, 0.12, 0.15, 0.1 + bon_gains[s] / 2, 0.1 + bon_gains[s]]}} for s in seeds]
@@ -146,7 +152,7 @@ def bad_inputs():
   return {"pm_scaling": pm_scaling([0.004, -0.004, 0.0], [0.02, -0.02, 0.0], bow=0.62, eces=(0.01, 0.02, 0.06)),
           "pm_mix": mix,
           "rl": rl((0, 1, 2), [0.8, 0.9, 0.85], [0.3, -0.3, 0.0], [0.5, -0.5, 0.0], [0.1, -0.1, 0.0],
-                   [0.1, -0.1, 0.0], [10.0, -10.0, 0.0]),
+                   [0.1, -0.1, 0.0], [10.0, -10.0, 0.0], beta_gaps=(0.1, -0.1, 0.0)),
           "pm_lambda": pm_lambda((0, 1, 2), small_slope=-0.001, large_slope=-0.008),
           "ood": ood((0, 1, 2), [0.05, -0.05, 0.0], [0.02, -0.02, 0.0]),
           "policy_eval": policy_eval((0, 1, 2), [-0.1, 0.1, 0.0], [0.0, 0.0, 0.0],
