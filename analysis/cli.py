@@ -53,11 +53,25 @@ def run_pm(root: str, out_dir: str, n_boot: int = 1000, seed: int = 0) -> dict:
   return _write(found, result, figures, notes, out_dir, "pm_analysis.json")
 
 
+RL_STAGES = ("ppo", "best_of_n", "elo")
+
+
+def _in_stages(root: str, path: str) -> bool:
+  """Whether path (under root) lies in one of RL_STAGES' directories of root."""
+  return os.path.relpath(path, root).split(os.sep)[0] in RL_STAGES
+
+
 def run_rl(root: str, out_dir: str, budget: float | None = None) -> dict:
-  """RL analysis of every finished PPO run, bon.json and elo.json under root."""
+  """RL analysis of every finished PPO run, bon.json and elo.json under root. In a reproduction
+  root (one with a ppo/ directory) only its ppo, best_of_n and elo stages are read: PPO from
+  the distilled model, an ensemble reward, or a paper-faithful variant under the root are other
+  studies, and would otherwise enter the main config's seeds and the robustness fits."""
   found = discover(root)
-  result, figures, notes = rl_lib.analyze_rl(found.runs, find_files(root, "bon.json"),
-                                             find_files(root, "elo.json"), budget=budget)
+  runs, bon, elo = found.runs, find_files(root, "bon.json"), find_files(root, "elo.json")
+  if os.path.isdir(os.path.join(root, "ppo")):
+    runs = [r for r in runs if _in_stages(root, r.dir)]
+    bon, elo = [p for p in bon if _in_stages(root, p)], [p for p in elo if _in_stages(root, p)]
+  result, figures, notes = rl_lib.analyze_rl(runs, bon, elo, budget=budget)
   return _write(found, result, figures, notes, out_dir, "rl_analysis.json")
 
 

@@ -482,3 +482,20 @@ def test_cli_handles_missing_pieces(tmp_path, capsys):
   assert "accuracy: a=" in text
   assert (out / "pm_accuracy_vs_data.png").exists() and not (out / "pm_calibration.png").exists()
   assert (out / "rl_analysis.json").exists()
+
+
+def test_a_reproduction_roots_rl_analysis_reads_only_its_ppo_best_of_n_and_elo_stages(tmp_path):
+  """PPO from the distilled model and a paper-faithful variant under the root are other studies:
+  they must not join the main runs (the root's own runs are found, the others are not)."""
+  rng = np.random.default_rng(0)
+  root = str(tmp_path / "laptop")
+  make_ppo_run(os.path.join(root, "ppo"), "policy-25k-pm-100k-s0", ("p25k", 25_000), ("pm100k", 100_000), rng)
+  make_ppo_run(os.path.join(root, "ppo_distilled"), "policy-25k-cd-pm-100k-s0", ("p25k", 25_000),
+               ("pm100k", 100_000), rng)
+  make_ppo_run(os.path.join(root, "paper-faithful", "ppo"), "policy-25k-pm-100k-s0", ("p25k", 25_000),
+               ("pm100k", 100_000), rng)
+  out = cli.run_rl(root, str(tmp_path / "out"))
+  assert [r["name"] for r in out["result"]["runs"]] == [os.path.join("ppo", "policy-25k-pm-100k-s0")]
+  # A directory of PPO runs that is not a reproduction root is read whole, as before.
+  out = cli.run_rl(os.path.join(root, "ppo_distilled"), str(tmp_path / "out2"))
+  assert [r["name"] for r in out["result"]["runs"]] == ["policy-25k-cd-pm-100k-s0"]
