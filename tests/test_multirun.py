@@ -177,7 +177,7 @@ def test_plan_groups_groups_seed_differing_small_pms_only():
   lm = override(CFG, {"kind": "lm"})
   runs = [_planned("a0", CFG), _planned("lm", lm), _planned("a1", override(CFG, {"seed": 1})),
           _planned("b0", override(CFG, {"data.num_train_pairs": 100})),
-          _planned("big", override(CFG, {"model_size": "400k"})),
+          _planned("big", override(CFG, {"model_size": "25k"})),
           _planned("a2", override(CFG, {"seed": 2}))]
   groups = multirun.plan_groups(runs)
   assert [[r.name for r in g] for g in groups] == [["a0", "a1", "a2"], ["lm"], ["b0"], ["big"]]

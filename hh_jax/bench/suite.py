@@ -178,7 +178,12 @@ def main(argv=None) -> int:
   parser.add_argument("--json", metavar="FILE", help="write all results to FILE")
   parser.add_argument("--sizes", help="comma-separated laptop sizes (default: all)")
   parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch/HF peers")
+  parser.add_argument("--multirun", action="store_true",
+                      help="instead: 3 seeds of laptop PMs sequential vs grouped (hh_jax.bench.multirun)")
+  parser.add_argument("--num-pairs", type=int, default=4_000, help="with --multirun: the data size")
   args = parser.parse_args(argv)
+  if args.multirun:
+    return multirun_main(args)
   bc = QUICK if args.quick else BenchConfig()
   if args.sizes:
     sizes = tuple(args.sizes.split(","))
@@ -195,6 +200,18 @@ def main(argv=None) -> int:
   results.update(flat_summary(results))
   print(format_table(results))
   print(f"bench wall time: {results['wall_seconds']:.0f} s")
+  if args.json:
+    with open(args.json, "w") as f:
+      json.dump(results, f, indent=1)
+  return 0
+
+
+def multirun_main(args) -> int:
+  """`hh-jax bench --multirun`: `hh_jax.bench.multirun.run`, its table, and --json."""
+  from hh_jax.bench import multirun
+  sizes = tuple(args.sizes.split(",")) if args.sizes else multirun.SIZES
+  results = multirun.run(sizes, args.num_pairs)
+  print(multirun.format_rows(results["multirun"]))
   if args.json:
     with open(args.json, "w") as f:
       json.dump(results, f, indent=1)

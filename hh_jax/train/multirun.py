@@ -64,11 +64,12 @@ from hh_jax.special_tokens import PAD_ID
 from hh_jax.train import lifecycle, pm, supervised, tasks
 from hh_jax.train.optim import jit_train_step, make_optimizer
 
-# Groups only PM runs of at most this many non-embedding parameters (the ladder's 1k-100k
-# rungs; 400k = 397k is left sequential): `hh-jax bench --multirun` measured the grouped
-# speed-up falling with size (docs/performance.md, "Many runs in one program").
-# $HH_JAX_MULTIRUN_MAX_PARAMS overrides it; 0 turns grouping off.
-MAX_NON_EMBEDDING = 150_000
+# Groups only PM runs of at most this many non-embedding parameters: on the 2-core CPU of
+# docs/performance.md ("Many runs in one program") a group of 3 seeds ran 1.6x the sequential
+# runs/minute at 1k and ~1.0x at 6k, but a vmapped 25k or 100k step was slower than three
+# single steps (0.6-0.8x), so only the 1k and 6k rungs are grouped by default. On an
+# accelerator (not measured here) raise it: $HH_JAX_MULTIRUN_MAX_PARAMS; 0 turns grouping off.
+MAX_NON_EMBEDDING = 10_000
 MAX_MEMBERS = 8                     # runs per group (a larger set of seeds: several groups)
 PAD_TOKEN_KEYS = ("chosen_tokens", "rejected_tokens")
 
@@ -88,17 +89,21 @@ def seedless_key(cfg) -> str:
 
 
 def groupable(cfg, limit: int | None = None) -> bool:
-  """Whether a run may train in a group: a PM of a ladder rung with at most `limit`
-  (default `max_non_embedding()`) non-embedding parameters, on one device in one process,
-  without periodic evaluations."""
+  """Whether a run's config may train in a group (from the config alone: planning starts no
+  JAX backend): a PM of a ladder rung with at most `limit` (default `max_non_embedding()`)
+  non-embedding parameters, without periodic evaluations. (`run_group` trains a group
+  sequentially where the run's mesh has more than one device or there are several processes.)"""
   limit = max_non_embedding() if limit is None else limit
   if getattr(cfg, "kind", None) != "pm" or cfg.init_from_hf or cfg.eval_every or limit <= 0:
-    return False
-  if jax.process_count() != 1 or shd.make_mesh(cfg.mesh).size != 1:
     return False
   size = models.count_params(models.ladder_config(cfg.model_size, vocab_size=2,
                                                   max_len=cfg.data.max_len))
   return size <= limit
+
+
+def single_device(cfg) -> bool:
+  """Whether the run trains on one device in one process (a group's condition at run time)."""
+  return jax.process_count() == 1 and shd.make_mesh(cfg.mesh).size == 1
 
 
 def plan_groups(runs: list, limit: int | None = None, max_members: int = MAX_MEMBERS) -> list[list]:
@@ -343,7 +348,8 @@ def run_group(cfgs, run_dirs, inputs=None, *, progress: bool = False,
   """Run (or resume, or skip) runs that differ only in seed; -> their summaries, in order.
 
   Finished runs are skipped; the others are split by their latest checkpoint step: a set of
-  two or more trains as one group (`train_group`), a run alone through `tasks.run_config`.
+  two or more trains as one group (`train_group`), a run alone through `tasks.run_config`
+  (so is every run where the mesh has several devices or there are several processes).
   inputs: optional in-memory PMData per run (tests), else each run loads its own.
   """
   if len({seedless_key(c) for c in cfgs}) != 1:
@@ -355,8 +361,11 @@ def run_group(cfgs, run_dirs, inputs=None, *, progress: bool = False,
     if lifecycle.is_finished(run_dir):
       out[i] = lifecycle.read_json(run_dir, lifecycle.SUMMARY)
     else:
-      by_start[latest_step(run_dir)].append(i)
-  for idx in by_start.values():
+      by_start[latest_step(run_dir) if len(cfgs) > 1 else 0].append(i)
+  sets = list(by_start.values())
+  if any(len(idx) > 1 for idx in sets) and not single_device(cfgs[0]):
+    sets = [[i] for idx in sets for i in idx]
+  for idx in sets:
     if len(idx) == 1:
       i = idx[0]
       out[i] = tasks.run_config(cfgs[i], run_dirs[i], inputs=inputs[i], progress=progress,

@@ -35,6 +35,7 @@ and the "shorter reply is chosen" baseline; every pair's scores go to eval_score
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -135,7 +136,22 @@ def step_fn(graphdef, optimizer):
 
 def make_eval_step(graphdef, *, shardings=None):
   """A jitted `eval_step(params, batch) -> {"chosen": (B,), "rejected": (B,)}` of raw scores,
-  so accuracy, calibration and accuracy-by-turn can be computed afterwards."""
+  so accuracy, calibration and accuracy-by-turn can be computed afterwards. Without
+  shardings, one per model architecture (graphdef) in a process: the runs of a sweep in one
+  process (and the members of a group, hh_jax.train.multirun) compile it once per shape."""
+  if shardings is None:
+    return _eval_step_of(graphdef)
+  return _jit_eval_step(graphdef, shardings)
+
+
+@functools.lru_cache(maxsize=32)
+def _eval_step_of(graphdef):
+  """`make_eval_step(graphdef)`, cached by graphdef (hashable, equal for equal configs)."""
+  return _jit_eval_step(graphdef, None)
+
+
+def _jit_eval_step(graphdef, shardings):
+  """The jitted eval step of `make_eval_step`."""
 
   def eval_step(params, batch):
     r_chosen, r_rejected = pair_scores(graphdef, params, batch)

@@ -11,8 +11,9 @@
 
 Runs are planned by `hh_jax.train.experiment.plan`, the same function `hh-jax reproduce`
 uses, so a sweep under `--preset P` trains exactly the runs of the reproduction's stage.
-Locally each run is a subprocess (a crash or OOM in one run cannot take the sweep down);
-finished runs (summary.json) are skipped, failures are recorded in
+Locally each run is a subprocess (a crash or OOM in one run cannot take the sweep down),
+except that small PM runs that differ only in seed share one subprocess and train as one
+group (`hh_jax.train.multirun`: `hh-jax train ... --run A --run B`); finished runs (summary.json) are skipped, failures are recorded in
 `<root>/<experiment>/failures.jsonl` with the run's log tail, and the sweep goes on.
 """
 
@@ -37,7 +38,7 @@ from hh_jax import distributed, paths, tracking
 from hh_jax import launch as launch_lib
 from hh_jax.metrics import NonFiniteLossError, append_jsonl
 from hh_jax.train import experiment as ex
-from hh_jax.train import lifecycle, tasks
+from hh_jax.train import lifecycle, multirun, tasks
 
 # What a user can fix (a bad config, a missing file or run, malformed data, divergence): the
 # CLIs print the message and exit 2. HH_JAX_TRACEBACK=1 re-raises them with their traceback.
@@ -110,18 +111,37 @@ def plan_args(args) -> list[str]:
   return out + (["--data_dir", args.data_dir] if args.data_dir else [])
 
 
-def train_command(args, run: ex.PlannedRun) -> list[str]:
-  return ["hh-jax", "train", *plan_args(args), *run_flags(args), "--run", run.name]
+def train_command(args, run: ex.PlannedRun | list[ex.PlannedRun]) -> list[str]:
+  """`hh-jax train ... --run NAME` of one run (or `--run A --run B ...` of a group)."""
+  names = [r.name for r in (run if isinstance(run, list) else [run])]
+  return ["hh-jax", "train", *plan_args(args), *run_flags(args),
+          *[x for name in names for x in ("--run", name)]]
 
 
-def _run_one(args, run: ex.PlannedRun) -> dict:
-  """One run as a subprocess; its output is appended to <run>/train.log (local or bucket)."""
-  cmd = [sys.executable, "-m", "hh_jax.cli", *train_command(args, run)[1:], "--no-progress"]
+def _run_one(args, group: list[ex.PlannedRun]) -> list[dict]:
+  """One run, or a group of runs (`multirun.plan_groups`), as one subprocess; its output is
+  appended to each run's train.log (local or bucket); a record per run (returncode 0 for a
+  run that finished even if another member of its group failed)."""
+  cmd = [sys.executable, "-m", "hh_jax.cli", *train_command(args, group)[1:], "--no-progress"]
   start = time.time()
   proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-  log = paths.join(run.dir, log_name(args))
-  paths.atomic_write(log, (log.read_text() if log.exists() else "") + proc.stdout)
-  return {"run": run.dir, "returncode": proc.returncode, "seconds": time.time() - start}
+  out = []
+  for run in group:
+    log = paths.join(run.dir, log_name(args))
+    paths.atomic_write(log, (log.read_text() if log.exists() else "") + proc.stdout)
+    ok = proc.returncode == 0 or (len(group) > 1 and lifecycle.is_finished(run.dir))
+    out.append({"run": run.dir, "returncode": 0 if ok else proc.returncode or 1,
+                "seconds": time.time() - start})
+  return out
+
+
+def sweep_groups(args, todo: list[ex.PlannedRun]) -> list[list[ex.PlannedRun]]:
+  """The subprocesses of a local sweep: runs that differ only in seed together where
+  `multirun.plan_groups` allows (small PMs), every other run alone; multi-process sweeps
+  run every run alone."""
+  if distributed.flags_of(args):
+    return [[r] for r in todo]
+  return multirun.plan_groups(todo)
 
 
 def log_name(args) -> str:
@@ -140,23 +160,27 @@ def _tail(path, n: int = 20) -> str:
 def run_sweep(args, runs: list[ex.PlannedRun], progress: bool = True) -> dict:
   """Run every unfinished run (subprocesses, `args.workers` at a time); counts and failures."""
   todo = [r for r in runs if not lifecycle.is_finished(r.dir)]
+  groups = sweep_groups(args, todo)
   if progress:
     print(f"sweep {args.experiment}: {len(runs)} runs, {len(runs) - len(todo)} finished, "
-          f"{len(todo)} to run with {args.workers} worker(s)", flush=True)
+          f"{len(todo)} to run with {args.workers} worker(s)"
+          + (f" ({len(groups)} processes: runs that differ only in seed train together)"
+             if len(groups) < len(todo) else ""), flush=True)
   failures, done = [], 0
   with cf.ThreadPoolExecutor(max_workers=max(1, args.workers)) as pool:
-    futures = {pool.submit(_run_one, args, r): r for r in todo}
+    futures = {pool.submit(_run_one, args, g): g for g in groups}
     for fut in cf.as_completed(futures):
-      result, run = fut.result(), futures[fut]
-      done += 1
-      if result["returncode"] != 0:
-        log_tail = _tail(paths.join(run.dir, log_name(args)))
-        failure = {**result, "name": run.name, "log_tail": log_tail}
-        failures.append(failure)
-        append_jsonl(paths.join(os.path.dirname(run.dir), "failures.jsonl"), failure)
-      if progress:
-        status = "ok" if result["returncode"] == 0 else f"FAILED (rc {result['returncode']})"
-        print(f"[{done}/{len(todo)}] {run.name}: {status} in {result['seconds']:.0f}s", flush=True)
+      for result, run in zip(fut.result(), futures[fut]):
+        done += 1
+        if result["returncode"] != 0:
+          log_tail = _tail(paths.join(run.dir, log_name(args)))
+          failure = {**result, "name": run.name, "log_tail": log_tail}
+          failures.append(failure)
+          append_jsonl(paths.join(os.path.dirname(run.dir), "failures.jsonl"), failure)
+        if progress:
+          status = "ok" if result["returncode"] == 0 else f"FAILED (rc {result['returncode']})"
+          print(f"[{done}/{len(todo)}] {run.name}: {status} in {result['seconds']:.0f}s",
+                flush=True)
   return {"runs": len(runs), "ran": len(todo), "failed": len(failures), "failures": failures}
 
 
@@ -224,7 +248,9 @@ def train_main(argv: list[str]) -> int:
   parser = argparse.ArgumentParser(prog="hh-jax train", description="one run of an experiment")
   add_plan_args(parser)
   add_run_args(parser)
-  parser.add_argument("--run", default=None, help="the planned run of this name")
+  parser.add_argument("--run", action="append", default=None,
+                      help="the planned run of this name; several --run: runs that differ only "
+                           "in seed, trained as one group (hh_jax.train.multirun)")
   parser.add_argument("--workdir", default=None,
                       help="instead of --run: the file's base config (with --set) in this directory")
   parser.add_argument("--no-progress", action="store_true")
@@ -236,19 +262,26 @@ def train_main(argv: list[str]) -> int:
   distributed.initialize_from_args(args)
   try:
     if args.run is not None:
-      found = [r for r in planned(args) if r.name == args.run]
-      if not found:
-        raise ex.ExperimentError(f"{args.experiment} has no run {args.run!r}")
-      cfg, run_dir = found[0].config, found[0].dir
+      by_name = {r.name: r for r in planned(args)}
+      missing = [name for name in args.run if name not in by_name]
+      if missing:
+        raise ex.ExperimentError(f"{args.experiment} has no run {missing[0]!r}")
+      cfgs, run_dirs = [by_name[n].config for n in args.run], [by_name[n].dir for n in args.run]
     else:
       cfg = override(ex.load_experiment(args.experiment).get_config(), parse_overrides(args.set))
-      cfg = ex.with_field(cfg, "data_dir", args.data_dir) if args.data_dir else cfg
-      run_dir = args.workdir
-    summary = tasks.run_config(cfg, run_dir, progress=not args.no_progress,
-                               allow_changes=args.allow_resume_changes, track=args.track)
+      cfgs = [ex.with_field(cfg, "data_dir", args.data_dir) if args.data_dir else cfg]
+      run_dirs = [args.workdir]
+    if len(cfgs) > 1 and not args.allow_resume_changes:
+      summaries = multirun.run_group(cfgs, run_dirs, progress=not args.no_progress,
+                                     track=args.track)
+    else:
+      summaries = [tasks.run_config(cfg, run_dir, progress=not args.no_progress,
+                                    allow_changes=args.allow_resume_changes, track=args.track)
+                   for cfg, run_dir in zip(cfgs, run_dirs)]
   except USER_ERRORS as e:
     print(f"hh-jax train: {e.args[0] if e.args else e}", file=sys.stderr)
     return 2
-  keys = [k for k in summary if k.startswith(("eval/accuracy", "eval/lm_loss", "ppo/score", "ppo/kl"))]
-  print(" ".join(f"{k}={summary[k]:.4f}" for k in keys[:6] if isinstance(summary[k], float)))
+  for summary in summaries:
+    keys = [k for k in summary if k.startswith(("eval/accuracy", "eval/lm_loss", "ppo/score", "ppo/kl"))]
+    print(" ".join(f"{k}={summary[k]:.4f}" for k in keys[:6] if isinstance(summary[k], float)))
   return 0
