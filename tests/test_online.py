@@ -1,0 +1,202 @@
+"""Iterated online RLHF on a tiny world: the gold labels, the planned pool sizes, resuming a
+killed online run without redoing finished sub-runs, and the online-vs-static gold win rate
+against a direct computation from gold scores."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from hh_jax import models
+from hh_jax.config import DataConfig, OptimConfig, RunConfig
+from hh_jax.data import batching, pipeline
+from hh_jax.data.world import corpus, gold, labeler, policy, vocab
+from hh_jax.special_tokens import EOS_ID, PAD_ID
+from hh_jax.train import lifecycle, online, online_eval, tasks
+from hh_jax.train.ppo import PPOConfig
+from hh_jax.train.ppo_run import PPOInputs
+
+TOK = vocab.WorldTokenizer()
+MAX_LEN, PROMPT_LEN, NEW = 40, 24, 6
+BASE, PER_ROUND, ROUNDS = 16, 24, 2
+
+
+def _comparison_set(n: int, split: str, names=None) -> tuple[batching.PairArrays, np.ndarray]:
+  cs = corpus.comparisons("mix", 0, n, split)
+  examples = list(cs.examples())
+  return batching.encode_pairs(TOK, examples, MAX_LEN, names), np.asarray(cs.columns["p_chosen"])
+
+
+def _inputs() -> online.OnlineInputs:
+  train, _ = _comparison_set(BASE + ROUNDS * PER_ROUND, "train")
+  test, p_test = _comparison_set(32, "test", train.source_names)
+  records = corpus.sample_prompt_records(0, 64)
+  contexts, subsets = [c for c, _ in records], [s for _, s in records]
+  prompts = pipeline.left_pad([TOK.encode(c) for c in contexts], PROMPT_LEN)
+  return online.OnlineInputs(
+      static=pipeline.PMData(TOK, train, test, {"p_chosen": p_test}),
+      contexts=contexts, subsets=subsets,
+      ppo=PPOInputs(prompts, gold_fn=pipeline.gold_fn("hh_synth/prompts")))
+
+
+def _base_lm(root) -> str:
+  cfg = models.ladder_config("1k", vocab_size=TOK.vocab_size, max_len=MAX_LEN)
+  _, params = models.init(cfg, jax.random.key(0))
+  run = str(root / "base_lm")
+  lifecycle.save_model(run, cfg, params)
+  lifecycle.write_json(run, lifecycle.CONFIG, {"kind": "lm", "model_size": "1k"})
+  lifecycle.write_json(run, lifecycle.SUMMARY, {"kind": "lm"})
+  return run
+
+
+def _config(base_lm: str, static: bool) -> online.OnlineConfig:
+  return online.OnlineConfig(
+      base_lm=base_lm, rounds=ROUNDS, labels_per_round=PER_ROUND, base_labels=BASE, static=static,
+      pm=RunConfig(kind="pm", batch_size=16, log_every=1, checkpoint_every=0,
+                   data=DataConfig(max_len=MAX_LEN, packing=False, num_eval_pairs=None),
+                   optim=OptimConfig(learning_rate=1e-3, warmup_steps=0)),
+      ppo=PPOConfig(num_iterations=2, batch_size=8, minibatch_size=8, ppo_epochs=1,
+                    max_new_tokens=NEW, prompt_len=PROMPT_LEN, checkpoint_every=0, log_every=1))
+
+
+class Killed(Exception):
+  """Stands in for a kill: raised when the online run reaches round 1's PPO sub-run."""
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+  """An online run killed at round 1's PPO sub-run, then resumed; a static run; the sub-runs
+  that actually ran (not skipped) in the resumed attempt."""
+  root = tmp_path_factory.mktemp("online")
+  base, inputs = _base_lm(root), _inputs()
+  run = lambda cfg, d: tasks.run_config(cfg, d, inputs=inputs, progress=False)  # noqa: E731
+  real_run_sub, ran = online.run_sub, []
+
+  def killed_at_round_1_ppo(cfg, run_dir, build):
+    if run_dir == online.round_dir(str(root / "online"), 1, "ppo"):
+      raise Killed(run_dir)
+    return real_run_sub(cfg, run_dir, build)
+
+  def recording(cfg, run_dir, build):
+    if not lifecycle.is_finished(run_dir):
+      ran.append(os.path.relpath(run_dir, root))
+    return real_run_sub(cfg, run_dir, build)
+
+  with pytest.MonkeyPatch.context() as mp:
+    mp.setattr(online, "run_sub", killed_at_round_1_ppo)
+    with pytest.raises(Killed):
+      run(_config(base, False), str(root / "online"))
+    assert not lifecycle.is_finished(str(root / "online"))
+    mp.setattr(online, "run_sub", recording)
+    run(_config(base, False), str(root / "online"))
+  run(_config(base, True), str(root / "static"))
+  return root, inputs, ran
+
+
+def test_labels_are_the_gold_labellers_for_scripted_reply_pairs():
+  rng = np.random.default_rng(0)
+  records = corpus.sample_prompt_records(1, 300)
+  contexts, subsets = [c for c, _ in records], [s for _, s in records]
+  pairs = [policy.sample_pair(rng, c) for c in contexts]
+  a, b = (gold.encode_replies([p[k] for p in pairs], width=24) for k in (0, 1))
+  examples, _ = online.label_examples(contexts, subsets, a, b, np.random.default_rng(1), 0, TOK)
+  # Independently: gold of the stored texts (each gets its EOS), the labeller's rule by subset.
+  g_c = gold.gold_scores_text(contexts, [ex["chosen"] for ex in examples])
+  g_r = gold.gold_scores_text(contexts, [ex["rejected"] for ex in examples])
+  beta = np.array([labeler.DEFAULT_BETA[s] for s in subsets])
+  r_c = np.where(np.array(subsets) == "helpful", g_c["helpful"], g_c["harmless"])
+  r_r = np.where(np.array(subsets) == "helpful", g_r["helpful"], g_r["harmless"])
+  p = 1.0 / (1.0 + np.exp(-beta * (r_c.astype(np.float64) - r_r)))
+  np.testing.assert_allclose([ex["p_chosen"] for ex in examples], p, rtol=1e-5)
+  np.testing.assert_allclose([ex["gold_helpful_chosen"] for ex in examples], g_c["helpful"], atol=1e-6)
+  np.testing.assert_allclose([ex["gold_harmless_rejected"] for ex in examples], g_r["harmless"],
+                             atol=1e-6)
+  untied = r_c != r_r
+  assert untied.sum() > 100 and np.mean(r_c[untied] > r_r[untied]) > 0.6
+  assert set(corpus.COMPARISON_FIELDS) <= set(examples[0])
+  assert [ex["chosen_full"] for ex in examples[:3]] == [c + ex["chosen"] for c, ex in
+                                                         zip(contexts, examples[:3])]
+
+
+def test_reply_text_stops_at_eos_or_pad():
+  ids = TOK.encode(" 1 2 3 .")
+  assert online.reply_text(ids + [EOS_ID, 9, 9], TOK) == " 123 ."
+  assert online.reply_text(ids[:2] + [PAD_ID, 9], TOK) == " 12"
+
+
+def test_the_online_runs_comparison_files_hold_the_labellers_probabilities(finished):
+  root, _, _ = finished
+  for r in range(ROUNDS):
+    examples = json.loads((root / "online" / f"round-{r}" / "label" / online.COMPARISONS).read_text())
+    assert len(examples) == PER_ROUND and {ex["round"] for ex in examples} == {r}
+    assert {ex["policy"] for ex in examples} == {"base_lm" if r == 0 else "ppo"}
+    for ex in examples:
+      k = ex["subset"]
+      p = labeler.preference_prob(ex[f"gold_{k}_chosen"], ex[f"gold_{k}_rejected"],
+                                  labeler.DEFAULT_BETA[k])
+      assert ex["p_chosen"] == pytest.approx(float(p), rel=1e-5)
+
+
+def test_every_pool_has_the_planned_number_of_comparisons(finished):
+  root, _, _ = finished
+  rounds = json.loads((root / "online" / online.ROUNDS).read_text())
+  assert [r["pool"]["total"] for r in rounds] == [BASE + PER_ROUND, BASE + 2 * PER_ROUND]
+  for r in range(ROUNDS):
+    pool = json.loads((root / "online" / f"round-{r}" / "pm" / online.POOL).read_text())
+    assert (pool["static"], pool["online"]) == (BASE, (r + 1) * PER_ROUND)
+    assert [f["comparisons"] for f in pool["online_files"]] == [PER_ROUND] * (r + 1)
+    cfg = json.loads((root / "online" / f"round-{r}" / "pm" / lifecycle.CONFIG).read_text())
+    assert cfg["data"]["num_train_pairs"] == BASE and cfg["init_from"] == str(root / "base_lm")
+  static = json.loads((root / "static" / "round-0" / "pm" / online.POOL).read_text())
+  assert (static["static"], static["online"], static["total"]) == (BASE + 2 * PER_ROUND, 0,
+                                                                   rounds[-1]["pool"]["total"])
+  assert not (root / "static" / "round-0" / "label").exists()
+  assert not (root / "static" / "round-1").exists()
+  assert "eval/accuracy" in rounds[0]["pm"] and "gold/hh" in rounds[0]["ppo"]
+
+
+def test_a_killed_online_run_resumes_without_redoing_finished_sub_runs(finished):
+  root, _, ran = finished
+  assert ran == [os.path.join("online", "round-1", "ppo")]
+  assert lifecycle.is_finished(str(root / "online"))
+  final = lifecycle.load_model(str(root / "online"))
+  last = lifecycle.load_model(str(root / "online" / "round-1" / "ppo"))
+  assert all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(final.params),
+                                                  jax.tree.leaves(last.params)))
+
+
+def test_online_eval_win_rate_is_the_labellers_from_gold_scores(finished):
+  root, inputs, _ = finished
+  cfg = online_eval.OnlineEvalConfig(online_run=str(root / "online"), static_run=str(root / "static"),
+                                     prompt_len=PROMPT_LEN, num_prompts=16, samples_per_prompt=2,
+                                     max_new_tokens=NEW)
+  tasks.run_config(cfg, str(root / "eval"), inputs=inputs.ppo.prompt_tokens, progress=False)
+  result = json.loads((root / "eval" / online_eval.RESULT).read_text())
+  z = np.load(root / "eval" / online_eval.ARRAYS)
+  prompts = z["prompts"]
+  assert len(prompts) == 32 and result["num_replies"] == 32
+  g_on = gold.gold_scores(prompts, z["response__online"])["hh"].astype(np.float64)
+  g_st = gold.gold_scores(prompts, z["response__static"])["hh"].astype(np.float64)
+  win = float(np.mean(1.0 / (1.0 + np.exp(-2.0 * (g_on - g_st)))))
+  assert result["win_rate"] == pytest.approx(win, rel=1e-6)
+  if 0 < win < 1:
+    assert result["elo_diff"] == pytest.approx(400 * math.log10(win / (1 - win)), rel=1e-6)
+  assert set(result["gold"]) == {"online", "static", "base", "round-0", "round-1"}
+  assert result["gold"]["online"] == pytest.approx(float(np.mean(g_on)), abs=1e-5)
+  assert [r["pool"] for r in result["rounds"]] == [BASE + PER_ROUND, BASE + 2 * PER_ROUND]
+  assert result["static_pool"] == BASE + 2 * PER_ROUND
+  # The final online policy is round 1's: the same replies under the same key.
+  np.testing.assert_array_equal(z["response__online"], z["response__round-1"])
+
+
+def test_win_rate_and_elo_by_hand():
+  assert online_eval.gold_win_rate([1.0, 0.0], [0.0, 0.0], 2.0) == pytest.approx(
+      (1 / (1 + math.exp(-2.0)) + 0.5) / 2)
+  assert online_eval.elo_difference(0.5) == 0.0
+  assert online_eval.elo_difference(10 / 11) == pytest.approx(400.0)
+  assert online_eval.elo_difference(1.0) == math.inf
