@@ -1,9 +1,11 @@
 """Grouped PM runs (hh_jax.train.multirun) against the sequential path, run by run: the same
 final params and evaluation (float tolerance), the same run files and keys; a killed group
-resumes; planning groups only seed-differing small PMs."""
+resumes; a diverging group keeps its checkpoints; planning groups only seed-differing small
+PMs, and the sweep runs a group as one subprocess."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 
@@ -14,9 +16,9 @@ import pytest
 from hh_jax.config import DataConfig, OptimConfig, RunConfig, override
 from hh_jax.data.batching import PairIterator
 from hh_jax.data.pipeline import PMData
-from hh_jax.metrics import read_jsonl
+from hh_jax.metrics import NonFiniteLossError, read_jsonl
 from hh_jax.train import experiment as ex
-from hh_jax.train import lifecycle, multirun, pm, supervised, tasks
+from hh_jax.train import lifecycle, multirun, pm, supervised, sweep, tasks
 from tests.conftest import ToyTokenizer, toy_pairs
 from tests.run_files import run_files
 
@@ -198,3 +200,38 @@ def test_seedless_key_ignores_seed_only():
   assert multirun.seedless_key(CFG) == multirun.seedless_key(override(CFG, {"seed": 5}))
   assert multirun.seedless_key(CFG) != multirun.seedless_key(override(CFG, {"batch_size": 8}))
   assert json.loads(multirun.seedless_key(CFG))["seed"] is None
+
+
+def test_a_diverging_group_keeps_each_members_last_good_checkpoint(tmp_path):
+  """lr 1e30 (as tests/test_pm_train.py's NaN test): every member diverges; none writes a
+  summary, each keeps a checkpoint, and the error names every member's directory."""
+  cfg = override(CFG, {"optim.learning_rate": 1e30, "optim.warmup_steps": 4,
+                       "optim.grad_clip_norm": 0.0, "checkpoint_every": 1})
+  dirs = [str(tmp_path / f"s{s}") for s in SEEDS[:2]]
+  with pytest.raises(NonFiniteLossError, match="training diverged") as err:
+    multirun.run_group(_cfgs(cfg)[:2], dirs, [_data(s) for s in SEEDS[:2]])
+  for d in dirs:
+    assert d in str(err.value) and not lifecycle.is_finished(d)
+    assert multirun.latest_step(d) > 0
+
+
+def test_a_sweep_runs_a_group_as_one_subprocess_and_records_each_failure(tmp_path):
+  exp = tmp_path / "exp.py"
+  exp.write_text("from hh_jax.config import RunConfig, DataConfig\n"
+                 "def get_config():\n"
+                 "  return RunConfig(model_size='1k', data=DataConfig(dataset='no_such_dataset/x', "
+                 f"data_dir='{tmp_path}'))\n"
+                 "def get_sweep(axes):\n"
+                 "  return [{'seed': 0}, {'seed': 1}, {'model_size': '25k'}]\n")
+  parser = argparse.ArgumentParser()
+  sweep.add_plan_args(parser)
+  parser.add_argument("--workers", type=int, default=1)
+  args = parser.parse_args([str(exp), "--root", str(tmp_path / "w")])
+  runs = sweep.planned(args)
+  assert [[r.name for r in g] for g in sweep.sweep_groups(args, runs)] == [
+      ["seed=0", "seed=1"], ["model_size=25k"]]
+  assert sweep.train_command(args, runs[:2])[-4:] == ["--run", "seed=0", "--run", "seed=1"]
+  result = sweep.run_sweep(args, runs[:2], progress=False)       # one subprocess, two runs
+  assert result["ran"] == 2 and result["failed"] == 2
+  assert all("no_such_dataset" in f["log_tail"] for f in result["failures"])
+  assert len(read_jsonl(str(tmp_path / "w" / "exp" / "failures.jsonl"))) == 2

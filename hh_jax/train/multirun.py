@@ -1,7 +1,8 @@
 """Many tiny PM runs in one program: the runs of a group train together under `jax.vmap`.
 
 A sweep's smallest rungs are overhead-bound: a 1k-parameter PM step is a few microseconds
-of arithmetic and milliseconds of dispatch. Runs that differ only in `seed` (same size, data
+of arithmetic and about 3 ms of per-op overhead on the 2-core CPU, and every seed of a run
+compiles its own step (its packed layout differs). Runs that differ only in `seed` (same size, data
 config, step count and batch shapes) are trained as one *group*: their train states
 (params, optimizer state, step, hparams) are stacked along a leading member axis M and one
 jitted `vmap` of `hh_jax.train.pm.step_fn` steps them all,
@@ -27,7 +28,9 @@ step FLOPs (as `pm.packed_layout` chooses for one run). What a member then equal
     float tol.    the sequential run of its seed with the group's layout
                   (`pm.build_task(layout=...)`), and, since packed scores and gradients do not
                   depend on the layout that holds a batch (`hh_jax.data.packing`), the
-                  sequential run of its seed as `hh-jax train` runs it (tests/test_multirun.py)
+                  sequential run of its seed as `hh-jax train` runs it (tests/test_multirun.py:
+                  20 steps, params within 2e-4 relative, measured max |diff| ~1e-6; over
+                  thousands of steps such differences can grow as between two machines)
 
 Resuming. A group checkpoints every member in its own directory exactly as the lifecycle
 does (state, iterator position, key, pending log window), every `checkpoint_every` steps.
@@ -65,10 +68,11 @@ from hh_jax.train import lifecycle, pm, supervised, tasks
 from hh_jax.train.optim import jit_train_step, make_optimizer
 
 # Groups only PM runs of at most this many non-embedding parameters: on the 2-core CPU of
-# docs/performance.md ("Many runs in one program") a group of 3 seeds ran 1.6x the sequential
-# runs/minute at 1k and ~1.0x at 6k, but a vmapped 25k or 100k step was slower than three
-# single steps (0.6-0.8x), so only the 1k and 6k rungs are grouped by default. On an
-# accelerator (not measured here) raise it: $HH_JAX_MULTIRUN_MAX_PARAMS; 0 turns grouping off.
+# docs/performance.md ("Many runs in one program") a group of 3 seeds of 500 steps ran 1.40x
+# and 1.48x the sequential runs/minute at 1k and 6k, but 0.86x and 0.90x at 25k and 100k (a
+# vmapped step there is slower than three single steps), so only the 1k and 6k rungs are
+# grouped by default. On an accelerator (not measured) raise it: $HH_JAX_MULTIRUN_MAX_PARAMS;
+# 0 turns grouping off.
 MAX_NON_EMBEDDING = 10_000
 MAX_MEMBERS = 8                     # runs per group (a larger set of seeds: several groups)
 PAD_TOKEN_KEYS = ("chosen_tokens", "rejected_tokens")
