@@ -200,3 +200,46 @@ def test_win_rate_and_elo_by_hand():
   assert online_eval.elo_difference(0.5) == 0.0
   assert online_eval.elo_difference(10 / 11) == pytest.approx(400.0)
   assert online_eval.elo_difference(1.0) == math.inf
+
+
+# ----------------------------------------------------------------------------- analysis
+
+
+def _fake_eval(root, seed: int, win: float, gold_online: float) -> None:
+  run = root / f"eval-25k-s{seed}"
+  run.mkdir(parents=True)
+  rounds = [{"round": r, "pool": 2000 + 1000 * r, "pm_accuracy": 0.6 + 0.01 * r,
+             "ppo_gold_hh": -1.0} for r in range(3)]
+  result = {"win_rate": win, "elo_diff": 400 * math.log10(win / (1 - win)),
+            "gold": {"online": gold_online, "static": -1.0, "base": -1.5, "round-0": -1.2,
+                     "round-1": -1.1, "round-2": gold_online},
+            "gold_diff": gold_online + 1.0, "rounds": rounds,
+            "static_rounds": [{"round": 0, "pool": 4000, "pm_accuracy": 0.62, "ppo_gold_hh": -1.0}],
+            "static_pool": 4000, "online_run": f"online-25k-s{seed}", "static_run": f"static-25k-s{seed}"}
+  (run / online_eval.RESULT).write_text(json.dumps(result))
+  (run / "config.json").write_text(json.dumps({"kind": "online_eval", "seed": seed}))
+  (run / "summary.json").write_text(json.dumps({"kind": "online_eval"}))
+
+
+def test_online_analysis_statistic_is_the_t_interval_over_seeds_and_the_figure_reads(tmp_path):
+  from analysis import online as online_analysis
+  from analysis import plots
+  wins = {0: 0.55, 1: 0.6, 2: 0.52}
+  for seed, w in wins.items():
+    _fake_eval(tmp_path / "online_eval", seed, w, -0.9 + 0.01 * seed)
+  out = online_analysis.run_online(str(tmp_path / "online_eval"), str(tmp_path / "fig"))
+  saved = json.loads((tmp_path / "fig" / online_analysis.JSON_NAME).read_text())
+  stat = online_analysis.online_vs_static_statistic({"online": saved})
+  elo = np.array([400 * math.log10(w / (1 - w)) for w in wins.values()])
+  half = 4.303 * elo.std(ddof=1) / math.sqrt(3)
+  assert stat["values"]["value"] == pytest.approx(elo.mean())
+  assert stat["values"]["ci_low"] == pytest.approx(elo.mean() - half)
+  assert stat["values"]["ci_high"] == pytest.approx(elo.mean() + half)
+  assert stat["values"]["win_rate"] == pytest.approx(np.mean(list(wins.values())))
+  assert stat["counts"] == {"seeds": 3, "rounds": 3} and set(stat["per_seed"]) == {"0", "1", "2"}
+  assert [r["pool"] for r in saved["table"]["rounds"]] == [2000, 3000, 4000]
+  assert any(f.endswith("online_vs_static.png") for f in out["files"])
+  fig = online_analysis.fig_online(saved["table"])
+  assert plots.layout_problems(fig) == [] and plots.has_legend(fig)
+  assert "not_tested" in online_analysis.online_vs_static_statistic({"online": None})
+  assert online_analysis.run_online(str(tmp_path / "none"), str(tmp_path / "fig2"))["notes"]

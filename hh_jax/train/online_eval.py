@@ -11,7 +11,8 @@ the Elo difference it implies are
     win_rate = mean_i p_i,        elo_diff = 400 log10(win_rate / (1 - win_rate)).
 
 online_vs_static.json: win_rate, elo_diff, mean gold of each policy ("gold": {"base", "round-r",
-"online", "static"}), the online run's per-round pool sizes and PM accuracies; the per-reply
+"online", "static"}), the online and static runs' per-round pool sizes, PM test accuracies
+and PPO rollout gold ("rounds", "static_rounds"); the per-reply
 gold rewards and replies go to online_vs_static.npz, so the win rate can be recomputed.
 """
 
@@ -120,6 +121,7 @@ def build_online_eval(cfg: OnlineEvalConfig, run_dir: str, inputs=None) -> lifec
     result = {"win_rate": win, "elo_diff": elo if math.isfinite(elo) else None, "gold": means,
               "gold_diff": means["online"] - means["static"],
               "rounds": _round_records(cfg.online_run),
+              "static_rounds": _round_records(cfg.static_run),
               "static_pool": lifecycle.read_json(cfg.static_run, ROUNDS)[-1]["pool"]["total"],
               "online_run": os.path.basename(os.path.normpath(cfg.online_run)),
               "static_run": os.path.basename(os.path.normpath(cfg.static_run)),
