@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from hh_jax.config import DataConfig, OptimConfig, RunConfig, override
+from hh_jax.data import packing
 from hh_jax.data.batching import PairIterator
 from hh_jax.data.pipeline import PMData
 from hh_jax.metrics import NonFiniteLossError, read_jsonl
@@ -152,7 +153,6 @@ def test_group_layout_holds_every_members_batches():
   rows = [PairIterator(d.train, 16, seed=s).run_batch_rows() for d, s in zip(datas, SEEDS)]
   model_cfg = supervised.model_config_of(CFG, 29)
   shared = multirun.group_layout(model_cfg, [d.train for d in datas], rows)
-  from hh_jax.data import packing
   for d, r in zip(datas, rows):
     own = packing.plan_pair_layout(d.train, r, shared.row_len)
     assert own.rows <= shared.rows and own.slots <= shared.slots

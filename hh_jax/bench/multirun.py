@@ -15,7 +15,7 @@ and the 1-minute load average before and after the size (`os.getloadavg()`): on 
 2-core machine the numbers are only comparable at similar load.
 
 The configs are the sweep's own (`experiment.plan` under the laptop preset, its data
-`hh_synth/mix` in the default TFDS data_dir), except that each PM starts from a fresh init
+`hh_synth/mix` in the default TFDS data_dir, prepared first if missing, untimed), except that each PM starts from a fresh init
 rather than its base LM (the same shapes and step time, no base LMs needed).
 """
 
@@ -65,7 +65,9 @@ def timed_arm(arm: str, cfgs: list, scratch: str) -> float:
 
 def bench_size(size: str, num_pairs: int, scratch: str) -> dict:
   """Both arms for one size: seconds, runs per minute, grouped / sequential speed-up, load."""
+  from hh_jax.data import pipeline
   cfgs = bench_configs(size, num_pairs)
+  pipeline.prepare(cfgs[0].data.dataset, cfgs[0].data.data_dir)   # untimed, once
   load_start = os.getloadavg()[0]
   seq = timed_arm("sequential", cfgs, scratch)
   grp = timed_arm("grouped", cfgs, scratch)
