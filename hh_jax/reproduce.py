@@ -36,7 +36,7 @@ from experiments.presets import (PAPER_FAITHFUL_DIR, PRESETS, paper_faithful,
 from hh_jax import tracking
 from hh_jax.data import pipeline
 from hh_jax.train import experiment as ex
-from hh_jax.train import lifecycle, tasks
+from hh_jax.train import lifecycle
 from hh_jax.train.sweep import DEFAULT_TRACK, USER_ERRORS
 
 
@@ -46,13 +46,6 @@ def use_compilation_cache(default_dir: str) -> None:
   (PM seeds, a resumed reproduction) loads it instead of compiling again."""
   path = os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", default_dir)
   jax.config.update("jax_compilation_cache_dir", path)
-
-
-def _timed_run(cfg, run_dir: str, track: str, progress: bool = False) -> float:
-  """One run (here or in a worker process); its wall time in seconds."""
-  t = time.time()
-  tasks.run_config(cfg, run_dir, progress=progress, track=track)
-  return time.time() - t
 
 
 def default_out(preset_name: str, world_seed: int = 0) -> str:
