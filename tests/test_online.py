@@ -134,7 +134,7 @@ def test_the_online_runs_comparison_files_hold_the_labellers_probabilities(finis
   for r in range(ROUNDS):
     examples = json.loads((root / "online" / f"round-{r}" / "label" / online.COMPARISONS).read_text())
     assert len(examples) == PER_ROUND and {ex["round"] for ex in examples} == {r}
-    assert {ex["policy"] for ex in examples} == {"base_lm" if r == 0 else "ppo"}
+    assert {ex["policy"] for ex in examples} == {f"{root.name}/base_lm" if r == 0 else "round-0/ppo"}
     for ex in examples:
       k = ex["subset"]
       p = labeler.preference_prob(ex[f"gold_{k}_chosen"], ex[f"gold_{k}_rejected"],

@@ -35,6 +35,7 @@ files and counts. The evaluation (`online_eval`) lives in hh_jax.train.online_ev
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from typing import Callable
 
@@ -116,6 +117,11 @@ def pool_counts(cfg: OnlineConfig, round_: int) -> dict:
   return {"static": cfg.num_base, "online": online, "total": cfg.num_base + online}
 
 
+def policy_name(path: str) -> str:
+  """A sampled policy's name: the last two parts of its run directory ("round-0/ppo", "base_lm/25k")."""
+  return "/".join(os.path.normpath(path).split(os.sep)[-2:])
+
+
 def label_rows(num_prompts: int, n: int, seed: int, round_: int) -> np.ndarray:
   """The n prompt rows labelled in a round: without replacement (with it when n > num_prompts),
   a draw of default_rng([seed, round, 7177])."""
@@ -193,11 +199,18 @@ def pool_pairs(static: batching.PairArrays, online: list[dict], tokenizer,
   return concat_pairs(static, batching.encode_pairs(tokenizer, tagged, max_len, names), max_len)
 
 
+@functools.lru_cache(maxsize=16)
+def _sampler(graphdef, max_new_tokens: int, temperature: float):
+  """`make_sampler`, one per (architecture, length, temperature) in a process: every policy of a
+  run's label steps and evaluation (same graphdef, other params) shares one compilation."""
+  return make_sampler(graphdef, max_new_tokens=max_new_tokens, temperature=temperature)
+
+
 def sample_replies(model, prompt_tokens: np.ndarray, key, *, max_new_tokens: int,
                    temperature: float, chunk: int = 256) -> np.ndarray:
   """(N, max_new_tokens) reply ids of `model` to left-padded prompts, in chunks of one shape
   (the last padded by repeating its last prompt); chunk i is sampled with fold_in(key, i)."""
-  sample = make_sampler(model.graphdef, max_new_tokens=max_new_tokens, temperature=temperature)
+  sample = _sampler(model.graphdef, max_new_tokens, float(temperature))
   out = []
   for i, start in enumerate(range(0, len(prompt_tokens), chunk)):
     x = np.asarray(prompt_tokens[start:start + chunk])
@@ -273,8 +286,7 @@ def build_label(cfg: LabelConfig, run_dir: str, inputs=None) -> lifecycle.Task:
     rng = np.random.default_rng([cfg.seed, cfg.round, 4099])
     examples, labels = label_examples(ctx, sub, both[:len(rows)], both[len(rows):], rng,
                                       world_seed, tok)
-    policy = ppo_run.run_name(cfg.policy)
-    examples = [{**ex, "round": cfg.round, "policy": policy} for ex in examples]
+    examples = [{**ex, "round": cfg.round, "policy": policy_name(cfg.policy)} for ex in examples]
     return lifecycle.Outputs(summary=label_summary(labels, sub), json_files={COMPARISONS: examples})
 
   return evaluation_task(finish)
@@ -352,7 +364,7 @@ def run_round(cfg: OnlineConfig, run_dir: str, r: int, inputs: OnlineInputs | No
     prompts = (inputs.contexts, inputs.subsets) if inputs is not None else None
     label = run_sub(label_config(cfg, policy, r), round_dir(run_dir, r, "label"),
                     lambda c, d: build_label(c, d, prompts))
-    record.update(policy_sampled=ppo_run.run_name(policy), label=label)
+    record.update(policy_sampled=policy_name(policy), label=label)
     files = [os.path.join(round_dir(run_dir, k, "label"), COMPARISONS) for k in range(r + 1)]
   pm_dir = round_dir(run_dir, r, "pm")
   pm_sum = run_sub(pm_config(cfg, record["pool"]["static"]), pm_dir,
