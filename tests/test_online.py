@@ -57,6 +57,7 @@ def _base_lm(root) -> str:
 def _config(base_lm: str, static: bool) -> online.OnlineConfig:
   return online.OnlineConfig(
       base_lm=base_lm, rounds=ROUNDS, labels_per_round=PER_ROUND, base_labels=BASE, static=static,
+      pair="latest_vs_base",
       pm=RunConfig(kind="pm", batch_size=16, log_every=1, checkpoint_every=0,
                    data=DataConfig(max_len=MAX_LEN, packing=False, num_eval_pairs=None),
                    optim=OptimConfig(learning_rate=1e-3, warmup_steps=0)),
@@ -134,7 +135,9 @@ def test_the_online_runs_comparison_files_hold_the_labellers_probabilities(finis
   for r in range(ROUNDS):
     examples = json.loads((root / "online" / f"round-{r}" / "label" / online.COMPARISONS).read_text())
     assert len(examples) == PER_ROUND and {ex["round"] for ex in examples} == {r}
-    assert {ex["policy"] for ex in examples} == {f"{root.name}/base_lm" if r == 0 else "round-0/ppo"}
+    base = f"{root.name}/base_lm"
+    assert {ex["policy"] for ex in examples} == {base if r == 0 else "round-0/ppo"}
+    assert {ex["other_policy"] for ex in examples} == {base}       # pair="latest_vs_base"
     for ex in examples:
       k = ex["subset"]
       p = labeler.preference_prob(ex[f"gold_{k}_chosen"], ex[f"gold_{k}_rejected"],
