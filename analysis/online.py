@@ -117,7 +117,7 @@ def fig_online(table: dict):
   rows, static = table["rounds"], table["static"]
   x = [r["pool"] for r in rows]
   for ax, key, ylabel in ((axes[0], "gold", "held-out gold hh reward (mean)"),
-                          (axes[1], "pm_accuracy", "PM test accuracy")):
+                          (axes[1], "pm_accuracy", "PM accuracy (hh_synth test pairs)")):
     plots.errorbar_line(ax, x, [_nan(r[key]["mean"]) for r in rows], [_sd(r[key]) for r in rows],
                         "online: round r (seed mean ± sd)", "C0")
     ax.errorbar([static["pool"]], [_nan(static[key]["mean"])],
