@@ -9,7 +9,14 @@ Per PPO seed, two runs from the base LM of `policy_size`:
 - static-<size>-s<k>: one PM on (online_rounds + 1) x labels_per_round static hh_synth
   comparisons (the scripted policy's), the online run's final pool size, and one PPO run.
 Both use the same PM and PPO settings and seed. The defaults fit a CPU: 25k policy and PMs,
-3 rounds of 1000 labels, 40 PPO iterations of 64 rollouts per round.
+3 rounds of 1000 labels, 40 PPO iterations of 64 rollouts per round (measured on 2 shared CPU
+cores: online 4-5 min, static 1 min, evaluation 0.5 min per seed).
+
+pair="latest_vs_base": in rounds after the first, one reply is the latest policy's and the
+other the base LM's. With two replies from the latest policy (pair="latest", the config
+default) 69% of round 1's comparisons were gold ties (Bayes ceiling 0.59: the PPO policy
+refuses almost everywhere); with the base LM as the other side 30% (ceiling 0.77), as in round
+0. (Chosen from the training labels' tie rate, one run, world 1.)
 
     hh-jax sweep experiments/online_rlhf.py --root runs      # after base_lm
     hh-jax sweep experiments/online_eval.py --root runs      # then the gold comparison
@@ -33,7 +40,7 @@ def get_config() -> OnlineConfig:
   ppo = PPOConfig(num_iterations=40, batch_size=64, minibatch_size=16, ppo_epochs=2,
                   max_new_tokens=16, prompt_len=47, prompt_dataset="hh_synth/prompts-20000-s0-h90",
                   checkpoint_every=20, optim=OptimConfig(learning_rate=1e-4, warmup_steps=0, b2=0.999))
-  return OnlineConfig(rounds=3, labels_per_round=1000, pm=pm, ppo=ppo)
+  return OnlineConfig(rounds=3, labels_per_round=1000, pair="latest_vs_base", pm=pm, ppo=ppo)
 
 
 def run_names(axes: dict, seed: int) -> tuple[str, str]:
