@@ -391,14 +391,15 @@ def compute(spec: dict, inputs: dict, main_run: str | None) -> dict:
 
 def _register_stage_statistics() -> None:
   """The statistics of the ood, pm_lambda and policy_eval stages live beside their analyses."""
-  from analysis import gao, ood, pm_weighting, policy_evals
+  from analysis import gao, online, ood, pm_weighting, policy_evals
   STATISTICS.update({"gao_beta_difference": gao.gao_beta_vs_pm_size_statistic,
                      "ood_middle_gap": ood.middle_gap_statistic,
                      "ood_exposure_gain": ood.exposure_gain_statistic,
                      "lambda_slope_difference": pm_weighting.lambda_slope_statistic,
                      "mix_spread_difference": pm_weighting.mix_sensitivity_statistic,
                      "alignment_tax_difference": policy_evals.alignment_tax_statistic,
-                     "cd_gold_gain": policy_evals.cd_gold_statistic})
+                     "cd_gold_gain": policy_evals.cd_gold_statistic,
+                     "online_vs_static": online.online_vs_static_statistic})
 
 
 _register_stage_statistics()

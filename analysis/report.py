@@ -58,13 +58,15 @@ FIGURES = (  # (relative path stem, caption)
     ("pm_weighting/pm_mix_sensitivity", "Accuracy vs % helpful data by PM size (cf. Fig 26)"),
     ("gao/gao_coefficients_vs_pm_size", "Gao et al. over-optimisation coefficients vs train-PM size"),
     ("policy_eval/alignment_tax", "Capability before and after RLHF by policy size (cf. Fig 3)"),
+    ("online/online_vs_static", "Online RLHF rounds vs the static baseline, gold (cf. section 4.5)"),
     ("policy_eval/context_distillation", "PPO from the context-distilled vs the base LM, gold (cf. App A.1)"),
 )
 
 ANALYSIS_FILES = {"pm_scaling": "pm_scaling/pm_analysis.json", "pm_mix": "pm_mix/pm_analysis.json",
                   "rl": "rl/rl_analysis.json", "ood": "ood/ood_analysis.json",
                   "pm_lambda": "pm_lambda/pm_analysis.json",
-                  "policy_eval": "policy_eval/policy_eval_analysis.json"}  # under <root>/figures
+                  "policy_eval": "policy_eval/policy_eval_analysis.json",
+                  "online": "online/online_analysis.json"}  # under <root>/figures
 
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 

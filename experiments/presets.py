@@ -19,10 +19,11 @@ from hh_jax.data import hh_synth
 from hh_jax.train.experiment import Preset
 
 STAGES = ("base_lm", "ood", "pm_scaling", "pm_mix", "pm_lambda", "pm_halves", "ppo", "best_of_n",
-          "elo", "context_distillation", "ppo_distilled", "policy_eval")
+          "elo", "context_distillation", "ppo_distilled", "policy_eval", "online_rlhf", "online_eval")
 PM_STAGES = ("pm_scaling", "pm_mix", "pm_lambda", "pm_halves")
 # Need the synthetic world: its harm labels, gold labeller or HHH preamble.
-NO_GOLD_STAGES = ("ood", "elo", "context_distillation", "ppo_distilled", "policy_eval")
+NO_GOLD_STAGES = ("ood", "elo", "context_distillation", "ppo_distilled", "policy_eval",
+                  "online_rlhf", "online_eval")
 
 
 def _each(stages, overrides: dict) -> dict:
@@ -52,8 +53,12 @@ PRESETS = {
               "half_sizes": ("1k", "6k", "25k"), "half_pairs": 8_000, "policy_size": "25k",
               "policy_sizes": ("6k", "25k"), "snapshot_every": 4, "lm_budget": 30_000,
               "ppo_seeds": (0, 1, 2), "harmless_weights": (1.0, 3.0, 10.0),
-              "ood_prompts": (2000, 1000)},
+              "ood_prompts": (2000, 1000), "online_rounds": 3, "labels_per_round": 500},
         overrides={"context_distillation": {"num_transcripts": 10_000},
+                   "online_rlhf": {"ppo.prompt_dataset": "hh_synth/prompts", "ppo.prompt_len": 47,
+                                   "ppo.max_new_tokens": 16, "ppo.num_iterations": 20},
+                   "online_eval": {"prompt_dataset": "hh_synth/prompts", "prompt_len": 47,
+                                   "max_new_tokens": 16, "num_prompts": 1000},
                    **_policy("hh_synth/prompts", 64, 16, num_iterations=40, batch_size=64,
                              minibatch_size=16, **{"optim.learning_rate": 1e-4},
                              num_prompts=64, n_max=32, eval_prompts=1000)}),
@@ -64,11 +69,19 @@ PRESETS = {
               "mix_pairs": 300, "half_sizes": ("1k", "6k"), "half_pairs": 400,
               "policy_size": "6k", "policy_sizes": ("1k", "6k"), "snapshot_every": 1,
               "lm_budget": None, "ppo_seeds": (0,), "mix_seeds": (0,),
-              "harmless_weights": (1.0, 10.0), "ood_prompts": (1000, 500)},
+              "harmless_weights": (1.0, 10.0), "ood_prompts": (1000, 500), "online_rounds": 1,
+              "labels_per_round": 50},
         overrides={"base_lm": {"data.dataset": "hh_synth/lm-1000-s0-t100", "data.max_len": 48},
                    "ood": {"n_boot": 50, "ks": (1, 10), "num_draws": 2},
                    "context_distillation": {"dataset": "hh_synth/lm-1000-s0-t100",
                                             "num_transcripts": 256, "batch_size": 32},
+                   "online_rlhf": {"pm.data.dataset": "hh_synth/mix-2000-s0-t300",
+                                   "ppo.prompt_dataset": "hh_synth/prompts-500-s0-t50",
+                                   "ppo.prompt_len": 39, "ppo.max_new_tokens": 8,
+                                   "ppo.num_iterations": 2, "ppo.batch_size": 16,
+                                   "ppo.minibatch_size": 16},
+                   "online_eval": {"prompt_dataset": "hh_synth/prompts-500-s0-t50", "prompt_len": 39,
+                                   "max_new_tokens": 8, "num_prompts": 40},
                    **_each(PM_STAGES, {"data.dataset": "hh_synth/mix-2000-s0-t300",
                                        "data.max_len": 48}),
                    **_policy("hh_synth/prompts-500-s0-t50", 48, 8, num_iterations=4,

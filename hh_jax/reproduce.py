@@ -28,7 +28,7 @@ import jax
 import tensorflow_datasets as tfds
 
 from analysis import cli as analysis_cli
-from analysis import criteria, gao, pm_weighting, policy_evals, report
+from analysis import criteria, gao, online, pm_weighting, policy_evals, report
 from analysis import ood as ood_analysis
 from experiments import ppo as ppo_experiment
 from experiments.presets import (PAPER_FAITHFUL_DIR, PRESETS, paper_faithful,
@@ -152,6 +152,8 @@ class Reproduction:
     pm_weighting.run_weighting([os.path.join(self.root, "pm_lambda"),
                                 os.path.join(self.root, "pm_mix")],
                                os.path.join(figs, "pm_weighting"))
+    if os.path.isdir(os.path.join(self.root, "online_eval")):
+      online.run_online(os.path.join(self.root, "online_eval"), os.path.join(figs, "online"))
     if os.path.isdir(os.path.join(self.root, "policy_eval")):
       policy_evals.run_policy_evals(os.path.join(self.root, "policy_eval"),
                                     os.path.join(figs, "policy_eval"))

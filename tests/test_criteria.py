@@ -132,6 +132,14 @@ def policy_eval(seeds, tax_small, tax_large, cd_final, cd_init):
                                 "context_distillation": policy_evals.cd_table(recs)}))
 
 
+def online(seeds, elo_diffs, rounds=3):
+  """online_eval records (analysis.online's `runs`) with these per-seed Elo differences."""
+  runs = [{"run": f"online_eval/eval-25k-s{s}", "config": "online_eval/eval-25k", "seed": s,
+           "elo_diff": e, "win_rate": 1 / (1 + 10 ** (-e / 400)), "gold_diff": e / 400,
+           "rounds": [{}] * rounds, "static_pool": 4000} for s, e in zip(seeds, elo_diffs)]
+  return {"runs": runs}
+
+
 def good_inputs(seeds=(0, 1, 2)):
   k = len(seeds)
   mix = pm_mix(seeds)
@@ -143,7 +151,8 @@ def good_inputs(seeds=(0, 1, 2)):
           "pm_lambda": pm_lambda(seeds, small_slope=-0.008, large_slope=-0.001),
           "ood": ood(seeds, [0.05, 0.07, 0.06][:k], [0.02, 0.04, 0.03][:k]),
           "policy_eval": policy_eval(seeds, [-0.1, -0.12, -0.08], [0.0, 0.01, 0.02],
-                                     [0.1, 0.15, 0.2], [0.05, 0.06, 0.07])}
+                                     [0.1, 0.15, 0.2], [0.05, 0.06, 0.07]),
+          "online": online(seeds, [20.0, 25.0, 30.0])}
 
 
 def bad_inputs():
@@ -156,7 +165,8 @@ def bad_inputs():
           "pm_lambda": pm_lambda((0, 1, 2), small_slope=-0.001, large_slope=-0.008),
           "ood": ood((0, 1, 2), [0.05, -0.05, 0.0], [0.02, -0.02, 0.0]),
           "policy_eval": policy_eval((0, 1, 2), [-0.1, 0.1, 0.0], [0.0, 0.0, 0.0],
-                                     [0.1, -0.1, 0.0], [0.05, -0.05, 0.0])}
+                                     [0.1, -0.1, 0.0], [0.05, -0.05, 0.0]),
+          "online": online((0, 1, 2), [20.0, -20.0, 0.0])}
 
 
 def _verdicts(inputs, main=MAIN):

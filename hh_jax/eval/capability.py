@@ -49,7 +49,9 @@ def capability(exact: np.ndarray, families: np.ndarray) -> float:
 
 
 def _decode_all(sample, params, prompts: np.ndarray, key, chunk: int):
-  """Responses (N, T) of `sample` over prompts in chunks of `chunk` rows (the last one padded)."""
+  """Responses (N, T) of `sample` over prompts in chunks of `chunk` rows (the last one padded;
+  fewer than `chunk` prompts make one chunk of their own size)."""
+  chunk = min(chunk, len(prompts))
   out = []
   for i, start in enumerate(range(0, len(prompts), chunk)):
     rows = prompts[start:start + chunk]
