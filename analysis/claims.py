@@ -37,12 +37,7 @@ def statistic(name: str):
   return register
 
 
-def interval_values(si: dict, prefix: str = "") -> dict[str, float | None]:
-  """A seed_interval as named values: {prefix or "value": mean, prefix_ci_low, prefix_ci_high}."""
-  ci = si["ci"] or [None, None]
-  head = prefix or "value"
-  low, high = (f"{prefix}_ci_low", f"{prefix}_ci_high") if prefix else ("ci_low", "ci_high")
-  return {head: si["mean"], low: ci[0], high: ci[1]}
+interval_values = fits.interval_values
 
 
 def _result(values: dict, counts: dict, per_seed: dict, detail: str) -> dict:

@@ -318,6 +318,20 @@ def t975(df: int) -> float:
   return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
 
 
+def interval_values(si: dict, prefix: str = "") -> dict[str, float | None]:
+  """A seed_interval as named values: {prefix or "value": mean, prefix_ci_low, prefix_ci_high}
+  (the claims' statistic format; ci_low / ci_high without a prefix)."""
+  ci = si["ci"] or [None, None]
+  head = prefix or "value"
+  low, high = (f"{prefix}_ci_low", f"{prefix}_ci_high") if prefix else ("ci_low", "ci_high")
+  return {head: si["mean"], low: ci[0], high: ci[1]}
+
+
+def seed_values(values, prefix: str = "") -> dict[str, float | None]:
+  """interval_values of the seed_interval of values."""
+  return interval_values(seed_interval(values), prefix)
+
+
 def seed_interval(values) -> dict[str, Any]:
   """Mean of one statistic over independent seeds and its 95% t interval.
 

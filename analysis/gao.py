@@ -136,14 +136,6 @@ def coefficient_table(rl: dict | None, main_run: str | None = None, gold: str = 
 # ----------------------------------------------------------------------------- the statistic
 
 
-def _interval(values, prefix: str = "") -> dict:
-  si = fits.seed_interval(values)
-  ci = si["ci"] or [None, None]
-  head = prefix or "value"
-  low, high = (f"{prefix}_ci_low", f"{prefix}_ci_high") if prefix else ("ci_low", "ci_high")
-  return {head: si["mean"], low: ci[0], high: ci[1]}
-
-
 def _slopes(table: list[dict], coefficient: str) -> dict[str, float]:
   """Per seed: the slope of `coefficient` in ln(train-PM params) over every size with that seed."""
   points = collections.defaultdict(list)
@@ -168,9 +160,9 @@ def gao_beta_vs_pm_size_statistic(inputs: dict, main_run=None, gold: str = "hh")
     return {"not_tested": f"{len(paired)} PPO seed(s) ran both the smallest and the largest train "
                           "PM; an interval over seeds needs 2"}
   diff = {s: large[s]["beta"] - small[s]["beta"] for s in paired}
-  values = {**_interval(diff.values()),
-            **_interval([large[s]["alpha"] - small[s]["alpha"] for s in paired], "alpha_diff"),
-            **_interval(_slopes(table, "beta").values(), "beta_slope")}
+  values = {**fits.seed_values(diff.values()),
+            **fits.seed_values([large[s]["alpha"] - small[s]["alpha"] for s in paired], "alpha_diff"),
+            **fits.seed_values(_slopes(table, "beta").values(), "beta_slope")}
   for name, row in (("small", table[0]), ("large", table[-1])):
     values.update({f"{c}_{name}": row["rl"][c]["mean"] for c in ("alpha", "beta")})
   runs = robustness_runs(inputs.get("rl"), main_run)

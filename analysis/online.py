@@ -59,15 +59,6 @@ def main_group(records: Sequence[dict]) -> tuple[str, dict[int, dict]] | None:
   return max(groups.items(), key=lambda kv: (len(kv[1]), kv[0])) if groups else None
 
 
-def _interval(values, prefix: str = "") -> dict:
-  """A seed interval as named values: {prefix or "value", ..._ci_low, ..._ci_high}."""
-  si = fits.seed_interval(values)
-  ci = si["ci"] or [None, None]
-  head = prefix or "value"
-  low, high = (f"{prefix}_ci_low", f"{prefix}_ci_high") if prefix else ("ci_low", "ci_high")
-  return {head: si["mean"], low: ci[0], high: ci[1]}
-
-
 def online_vs_static_statistic(inputs: dict, main_run=None) -> dict:
   """analysis.claims statistic (module docstring): per PPO seed, the gold Elo of the online final
   policy minus the static one ("value", interval over seeds), the win rate and the gold gap."""
@@ -76,9 +67,9 @@ def online_vs_static_statistic(inputs: dict, main_run=None) -> dict:
     return {"not_tested": "the online_eval stage did not run"}
   config, seeds = group
   elo = {s: r["elo_diff"] for s, r in sorted(seeds.items())}
-  values = {**_interval(elo.values()),
-            **_interval([r["win_rate"] for r in seeds.values()], "win_rate"),
-            **_interval([r["gold_diff"] for r in seeds.values()], "gold_diff")}
+  values = {**fits.seed_values(elo.values()),
+            **fits.seed_values([r["win_rate"] for r in seeds.values()], "win_rate"),
+            **fits.seed_values([r["gold_diff"] for r in seeds.values()], "gold_diff")}
   counts = {"seeds": len(seeds), "rounds": min(len(r["rounds"]) for r in seeds.values())}
   return {"values": values, "counts": counts, "per_seed": {str(s): v for s, v in elo.items()},
           "detail": (f"{config}: gold-labeller Elo of the online final policy minus the static "

@@ -102,13 +102,6 @@ def cd_table(records: Sequence[dict]) -> dict | None:
 # ----------------------------------------------------------------------------- statistics
 
 
-def _values(si: dict, prefix: str = "") -> dict:
-  ci = si["ci"] or [None, None]
-  head = prefix or "value"
-  low, high = (f"{prefix}_ci_low", f"{prefix}_ci_high") if prefix else ("ci_low", "ci_high")
-  return {head: si["mean"], low: ci[0], high: ci[1]}
-
-
 def alignment_tax_statistic(inputs: dict, main_run=None) -> dict:
   """analysis.claims statistic of alignment_tax_by_size (module docstring)."""
   rows = (inputs.get("policy_eval") or {}).get("tax") or []
@@ -119,7 +112,7 @@ def alignment_tax_statistic(inputs: dict, main_run=None) -> dict:
   per = {s: large["tax_per_seed"][s] - small["tax_per_seed"][s]
          for s in large["tax_per_seed"] if s in small["tax_per_seed"]}
   si = fits.seed_interval(per.values())
-  values = {**_values(si), "tax_small": small["tax"]["mean"], "tax_large": large["tax"]["mean"]}
+  values = {**fits.interval_values(si), "tax_small": small["tax"]["mean"], "tax_large": large["tax"]["mean"]}
   return {"values": values, "counts": {"seeds": len(per), "sizes": len(rows)},
           "per_seed": {str(k): v for k, v in per.items()},
           "detail": (f"capability after minus before RLHF: {plots.format_count(large['params'])} "
@@ -131,7 +124,7 @@ def cd_gold_statistic(inputs: dict, main_run=None) -> dict:
   cd = (inputs.get("policy_eval") or {}).get("context_distillation")
   if not cd or not cd["seeds"]:
     return {"not_tested": "no PPO run from a context-distilled policy with a base-LM twin"}
-  values = {**_values(cd["final_hh"]), **_values(cd["initial_hh"], "init")}
+  values = {**fits.interval_values(cd["final_hh"]), **fits.interval_values(cd["initial_hh"], "init")}
   return {"values": values, "counts": {"seeds": len(cd["seeds"])},
           "per_seed": {str(k): v["final_hh"] for k, v in cd["per_seed"].items()},
           "detail": (f"{plots.format_count(cd['params'])} policy: gold hh of PPO from the "
