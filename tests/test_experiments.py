@@ -85,9 +85,9 @@ def test_sweep_print_emits_one_train_command_per_run(tmp_path):
                         "--root", str(tmp_path), "--preset", "quick", "--print"],
                        capture_output=True, text=True, cwd=ROOT, check=True).stdout
   lines = out.strip().splitlines()
-  assert len(lines) == 3 * 3          # 3 helpful fractions x 3 seeds of one size
+  assert len(lines) == 2 * 5 * 3      # 2 sizes x 5 helpful fractions x 3 seeds
   assert lines[0].startswith("hh-jax train experiments/pm_mix.py ") and "--preset quick" in lines[0]
-  assert lines[0].endswith("--run 6k-h0-s0")
+  assert lines[0].endswith("--run 1k-h0-s0")
 
 
 def test_train_cli_names_a_typo_without_a_traceback(tmp_path):
