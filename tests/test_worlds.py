@@ -46,8 +46,9 @@ def test_roots_of_different_criteria_or_without_numbers_are_refused(tmp_path, ca
 def test_the_published_claims_by_world_table_is_generated_from_its_numbers():
   """docs/worlds/claims_by_world.md is `hh-jax analyze worlds` of the published roots beside it."""
   import pathlib
-  docs = pathlib.Path(__file__).resolve().parent.parent / "docs" / "worlds"
-  roots = sorted(str(p) for p in docs.iterdir() if (p / "numbers.json").exists())
-  assert len(roots) >= 3
-  table = worlds.worlds_table(worlds.load_numbers(roots))
-  assert (docs / "claims_by_world.md").read_text().split("\n<!-- table -->\n")[1].strip() == table
+  top = pathlib.Path(__file__).resolve().parent.parent / "docs" / "worlds"
+  for docs in (top, top / "online"):
+    roots = sorted(str(p) for p in docs.iterdir() if (p / "numbers.json").exists())
+    assert len(roots) >= 3, docs
+    table = worlds.worlds_table(worlds.load_numbers(roots))
+    assert (docs / "claims_by_world.md").read_text().split("\n<!-- table -->\n")[1].strip() == table
