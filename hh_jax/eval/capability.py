@@ -20,10 +20,9 @@ from __future__ import annotations
 from typing import Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from hh_jax.train.rollout import make_sampler
+from hh_jax.train.rollout import sample_replies
 
 CAPABILITY_FAMILIES = ("arithmetic", "sort", "lookup", "reverse", "fact")
 EXACT_TOL = 1e-6
@@ -48,29 +47,16 @@ def capability(exact: np.ndarray, families: np.ndarray) -> float:
   return float(np.mean(present)) if present else float("nan")
 
 
-def _decode_all(sample, params, prompts: np.ndarray, key, chunk: int):
-  """Responses (N, T) of `sample` over prompts in chunks of `chunk` rows (the last one padded;
-  fewer than `chunk` prompts make one chunk of their own size)."""
-  chunk = min(chunk, len(prompts))
-  out = []
-  for i, start in enumerate(range(0, len(prompts), chunk)):
-    rows = prompts[start:start + chunk]
-    x = np.concatenate([rows, np.repeat(rows[-1:], chunk - len(rows), 0)])
-    r = sample(params, jnp.asarray(x), jax.random.fold_in(key, i))
-    out.append(np.asarray(r.response)[:len(rows)])
-  return np.concatenate(out)
-
-
 def evaluate_policy(model, prompts: np.ndarray, families: np.ndarray,
                     gold_fn: Callable[[np.ndarray, np.ndarray], dict], *, max_new_tokens: int,
                     temperature: float = 1.0, seed: int = 0, chunk: int = 256) -> dict:
   """Capability (greedy exact answers) and gold rewards by family (sampled at `temperature`)
   of `model` (anything with .graphdef and .params) on left-padded prompts (N, P)."""
-  greedy = make_sampler(model.graphdef, max_new_tokens=max_new_tokens, temperature=0.0)
-  sampled = make_sampler(model.graphdef, max_new_tokens=max_new_tokens, temperature=temperature)
   key = jax.random.key(seed)
-  g_greedy = gold_fn(prompts, _decode_all(greedy, model.params, prompts, key, chunk))
-  g_sampled = gold_fn(prompts, _decode_all(sampled, model.params, prompts, key, chunk))
+  decode = lambda t: sample_replies(model, prompts, key, max_new_tokens=max_new_tokens,  # noqa: E731
+                                    temperature=t, chunk=chunk)
+  g_greedy = gold_fn(prompts, decode(0.0))
+  g_sampled = gold_fn(prompts, decode(temperature))
   exact = exact_answers(g_greedy["helpful"])
   out = {"capability": capability(exact, families),
          "exact_by_family": {f: v for f, v in family_means(exact, families).items()

@@ -109,6 +109,11 @@ def distill_loss(graphdef, params, teacher_params, tokens_bt: jax.Array, prompt_
   return jnp.sum(kl * mask) / n, {"top1_agreement": agree.sum() / n, "tokens": mask.sum()}
 
 
+# One compilation per (architecture, shapes, k) for every evaluation of a run (student and
+# teacher params are arguments, not constants baked into the program).
+_jitted_loss = jax.jit(distill_loss, static_argnums=(0, 5))
+
+
 def make_step(graphdef, optimizer, prompt_p: np.ndarray, top_k: int, donate: bool = True):
   """A jitted `step(state, batch, key) -> (state, metrics)`; batch = {"tokens", "teacher"}."""
   prompt = jnp.asarray(prompt_p)
@@ -137,11 +142,11 @@ def without_prompt(tokens_nt: np.ndarray, prompt_p: np.ndarray) -> np.ndarray:
 def mean_distill_kl(graphdef, params, teacher_params, tokens_nt: np.ndarray, prompt_p: np.ndarray,
                     top_k: int, batch_size: int) -> float:
   """Token-weighted mean L over the full batches of tokens_nt."""
-  fn = jax.jit(lambda prm, tok: distill_loss(graphdef, prm, teacher_params, tok,
-                                             jnp.asarray(prompt_p), top_k))
   total = n = 0.0
   for start in range(0, len(tokens_nt) - batch_size + 1, batch_size):
-    loss, m = fn(params, jnp.asarray(tokens_nt[start:start + batch_size]))
+    loss, m = _jitted_loss(graphdef, params, teacher_params,
+                           jnp.asarray(tokens_nt[start:start + batch_size]), jnp.asarray(prompt_p),
+                           top_k)
     total += float(loss) * float(m["tokens"])
     n += float(m["tokens"])
   return total / max(n, 1.0)

@@ -38,12 +38,10 @@ files and counts. The evaluation (`online_eval`) lives in hh_jax.train.online_ev
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 from typing import Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from hh_jax.config import (DataConfig, OptimConfig, RunConfig, config_field, override,
@@ -54,7 +52,7 @@ from hh_jax.special_tokens import EOS_ID, PAD_ID
 from hh_jax.train import lifecycle, pm, ppo_run
 from hh_jax.train.evals import evaluation_task
 from hh_jax.train.ppo import PPOConfig
-from hh_jax.train.rollout import make_sampler
+from hh_jax.train.rollout import sample_replies
 
 COMPARISONS = "comparisons.json"
 POOL, ROUNDS = "pool.json", "rounds.json"
@@ -201,27 +199,6 @@ def pool_pairs(static: batching.PairArrays, online: list[dict], tokenizer,
   static = dataclasses.replace(static, source_names=names)
   tagged = [{**ex, "subset": f"{ex['subset']}-online"} for ex in online]
   return concat_pairs(static, batching.encode_pairs(tokenizer, tagged, max_len, names), max_len)
-
-
-@functools.lru_cache(maxsize=16)
-def _sampler(graphdef, max_new_tokens: int, temperature: float):
-  """`make_sampler`, one per (architecture, length, temperature) in a process: every policy of a
-  run's label steps and evaluation (same graphdef, other params) shares one compilation."""
-  return make_sampler(graphdef, max_new_tokens=max_new_tokens, temperature=temperature)
-
-
-def sample_replies(model, prompt_tokens: np.ndarray, key, *, max_new_tokens: int,
-                   temperature: float, chunk: int = 256) -> np.ndarray:
-  """(N, max_new_tokens) reply ids of `model` to left-padded prompts, in chunks of one shape
-  (the last padded by repeating its last prompt); chunk i is sampled with fold_in(key, i)."""
-  sample = _sampler(model.graphdef, max_new_tokens, float(temperature))
-  out = []
-  for i, start in enumerate(range(0, len(prompt_tokens), chunk)):
-    x = np.asarray(prompt_tokens[start:start + chunk])
-    keep = len(x)
-    x = np.concatenate([x, np.repeat(x[-1:], chunk - keep, 0)]) if keep < chunk else x
-    out.append(np.asarray(sample(model.params, jnp.asarray(x), jax.random.fold_in(key, i)).response)[:keep])
-  return np.concatenate(out) if out else np.zeros((0, max_new_tokens), np.int32)
 
 
 def label_summary(labels: labeler.LabeledPairs, subsets) -> dict:

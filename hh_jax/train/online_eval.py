@@ -30,7 +30,8 @@ from hh_jax.data import pipeline
 from hh_jax.data.world.labeler import preference_prob
 from hh_jax.train import lifecycle
 from hh_jax.train.evals import evaluation_task
-from hh_jax.train.online import ROUNDS, round_dir, sample_replies
+from hh_jax.train.online import ROUNDS, round_dir
+from hh_jax.train.rollout import sample_replies
 from hh_jax.train.ppo_run import check_compatible
 
 RESULT, ARRAYS = "online_vs_static.json", "online_vs_static.npz"

@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from hh_jax import models
 from hh_jax.special_tokens import EOC_ID, EOS_ID, PAD_ID
@@ -145,3 +146,29 @@ def make_sampler(graphdef, *, max_new_tokens: int, temperature=1.0):
   """A jitted sample(params, prompts (B, P), key) -> Rollout (`generate` with these settings)."""
   return jax.jit(functools.partial(generate, graphdef, max_new_tokens=max_new_tokens,
                                    temperature=temperature))
+
+
+@functools.lru_cache(maxsize=16)
+def cached_sampler(graphdef, max_new_tokens: int, temperature: float):
+  """`make_sampler`, one per (architecture, length, temperature) in a process: every policy of one
+  architecture (same graphdef, other params) shares one compilation."""
+  return make_sampler(graphdef, max_new_tokens=max_new_tokens, temperature=temperature)
+
+
+def sample_replies(model, prompt_tokens, key, *, max_new_tokens: int, temperature: float,
+                   chunk: int = 256) -> np.ndarray:
+  """(N, max_new_tokens) reply ids of `model` (anything with .graphdef and .params) to
+  left-padded prompts (N, P), in chunks of one shape: min(chunk, N) rows, the last chunk padded
+  by repeating its last prompt; chunk i is sampled with fold_in(key, i)."""
+  n = len(prompt_tokens)
+  if n == 0:
+    return np.zeros((0, max_new_tokens), np.int32)
+  sample = cached_sampler(model.graphdef, max_new_tokens, float(temperature))
+  chunk = min(chunk, n)
+  out = []
+  for i, start in enumerate(range(0, n, chunk)):
+    x = np.asarray(prompt_tokens[start:start + chunk])
+    keep = len(x)
+    x = np.concatenate([x, np.repeat(x[-1:], chunk - keep, 0)]) if keep < chunk else x
+    out.append(np.asarray(sample(model.params, jnp.asarray(x), jax.random.fold_in(key, i)).response)[:keep])
+  return np.concatenate(out)
