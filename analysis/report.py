@@ -167,8 +167,14 @@ def format_estimate(v: Any, ci) -> tuple[str, str]:
     return format_value(v), format_value(ci)
   if v and math.isfinite(v):  # a (near-)zero-width interval: no more than 4 significant digits
     places = min(places, max(0, 3 - int(math.floor(math.log10(abs(v))))))
-  fmt = lambda x: f"{x:.{places}f}"  # noqa: E731
-  return fmt(v), f"[{fmt(ci[0])}, {fmt(ci[1])}]"
+  return _fixed(v, places), f"[{_fixed(ci[0], places)}, {_fixed(ci[1], places)}]"
+
+
+def _fixed(x: float, places: int) -> str:
+  """x to `places` decimals, a value that rounds to zero shown without a sign ("0.000", not
+  "-0.000": the sign of a number below the interval's resolution is not known)."""
+  text = f"{x:.{places}f}"
+  return text[1:] if text.startswith("-") and float(text) == 0 else text
 
 
 def format_number(x: Any) -> str:

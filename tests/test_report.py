@@ -67,6 +67,9 @@ def test_estimates_are_rounded_to_the_precision_of_their_interval():
   # width 5.3 -> 1 decimal... its second significant digit is the first decimal
   assert report.format_estimate(87.89, [61.55, 66.85]) == ("87.9", "[61.5, 66.8]")
   assert report.format_estimate(0.5, None) == ("0.5", "n/a")           # no interval: as before
+  # a value below the interval's resolution has no known sign: "0.000", never "-0.000"
+  assert report.format_estimate(-0.0002, [-0.006, 0.005]) == ("0.000", "[-0.006, 0.005]")
+  assert report.format_estimate(-0.0042, [-0.0054, -0.0029]) == ("-0.0042", "[-0.0054, -0.0029]")
 
 
 def test_gains_on_the_shared_scale_by_hand(tmp_path):
