@@ -104,6 +104,23 @@ def test_killed_ppo_run_resumes_to_the_same_files(toy_world, finished_ppo):
   assert_same_run_files(full_dir, run_dir)
 
 
+def test_snapshots_store_each_eval_prompts_task_when_the_world_names_it(toy_world, finished_ppo, tmp_path):
+  """With a task_fn every snapshot holds `task`, the eval prompts' task family names (what
+  analysis/rl_gold.py splits helpful from red-team prompts by); without one it has none."""
+  root, cfg, data = toy_world
+  task_fn = lambda p: np.where(np.asarray(p)[:, -1] % 2 == 0, "harmful_request", "arithmetic")  # noqa: E731
+  inputs = PPOInputs(data.prompt_tokens, eval_prompt_tokens=data.eval_prompt_tokens, task_fn=task_fn)
+  run_dir = str(tmp_path / "tasks")
+  train(override(cfg, {"num_iterations": 2, "snapshot_every": 2, "checkpoint_every": 0}), run_dir, inputs)
+  snaps = sorted(os.listdir(os.path.join(run_dir, "evals")))
+  assert snaps == ["step_000000.npz", "step_000002.npz"]
+  for name in snaps:
+    with np.load(os.path.join(run_dir, "evals", name), allow_pickle=False) as z:
+      np.testing.assert_array_equal(z["task"], task_fn(data.eval_prompt_tokens))
+  with np.load(os.path.join(finished_ppo[0], "evals", "step_000000.npz"), allow_pickle=False) as z:
+    assert "task" not in z.files
+
+
 def test_ppo_refuses_models_that_cannot_read_prompt_plus_reply(toy_world, tmp_path):
   """The PM must read prompt + reply + EOC (6 + 10 + 1 = 17 tokens); checked before any file."""
   root, cfg, data = toy_world

@@ -5,7 +5,8 @@ metrics, each test PM's mean score (and each reward-ensemble member's, when the 
 ensemble of train PMs: `ppo/score_member/<name>`), the gold reward of the rollouts (synthetic world) and a
 per-sample line (samples.jsonl: kl, score_train, score_test/<name>, gold_<k>), so fits can be
 recomputed. Held-out evaluations every `snapshot_every` iterations: the policy's replies to
-fixed eval prompts with every scorer's score (evals/step_XXXXXX.npz, for Elo).
+fixed eval prompts with every scorer's score, the gold rewards and each prompt's task family
+(evals/step_XXXXXX.npz, for Elo and the held-out gold of analysis/rl_gold.py).
 pms.json names the models used, with their sizes, for analysis.
 """
 
@@ -143,7 +144,8 @@ def host_record(cfg: PPOConfig, test_names: list[str], gold_fn, task_fn=None):
 
 def snapshot_fn(cfg: PPOConfig, policy, pm, tests, test_names, inputs: PPOInputs, key, members=()):
   """(step, state) -> the current policy's replies to the eval prompts, with every score (the
-  ensemble's further members as score_member__<name>)."""
+  ensemble's further members as score_member__<name>), the gold rewards and, on the synthetic
+  world, each eval prompt's task family (`task`, e.g. "harmful_request" for a red-team prompt)."""
   if not cfg.snapshot_every or inputs.eval_prompt_tokens is None:
     return None
   sample = make_sampler(policy.graphdef, max_new_tokens=cfg.max_new_tokens,
@@ -154,6 +156,7 @@ def snapshot_fn(cfg: PPOConfig, policy, pm, tests, test_names, inputs: PPOInputs
   scorers += [(f"score_member__{n}", make_pm_score_fn(m.graphdef), m.params)
               for n, m in zip(member_names(cfg)[1:], members)]
   prompts = jnp.asarray(inputs.eval_prompt_tokens[:cfg.num_eval_prompts])
+  task = None if inputs.task_fn is None else np.asarray(inputs.task_fn(np.asarray(prompts)), str)
 
   def snapshot(step: int, state) -> dict:
     out = sample(state["params"]["policy"], prompts,
@@ -165,7 +168,8 @@ def snapshot_fn(cfg: PPOConfig, policy, pm, tests, test_names, inputs: PPOInputs
     if inputs.gold_fn is not None:
       for k, v in inputs.gold_fn(np.asarray(prompts), np.asarray(out.response)).items():
         arrays[f"gold_{k}"] = v
-    return jax.device_get(arrays)
+    arrays = jax.device_get(arrays)
+    return arrays if task is None else {**arrays, "task": task}
 
   return snapshot
 
