@@ -16,7 +16,11 @@ ensemble (seeds of the largest train PM) needs K - 1 more PM runs and isolates t
 from the size mix; the one here also adds smaller, less accurate PMs, which the "min" reward
 weights most where they disagree.
 
-Runs: policy-<P>-ens<K>-<mean|min>-s<k> and policy-<P>-ens1-s<k>, every PPO seed.
+Runs: policy-<P>-ens<K>-<mean|min>-s<k> and policy-<P>-ens1-s<k>, every PPO seed. Every run
+stores held-out snapshots every `snapshot_every` iterations (and at the end): the claim
+ensemble_reduces_overoptimisation (analysis/rl_gold.py) pairs each ensemble run's held-out gold
+hh at its final snapshot with the ens1 run of the same seed. `hh-jax reproduce` runs this file
+as the stage ppo_ensemble (after elo); its runs never enter the ppo stage's fits.
 
     hh-jax sweep experiments/ppo_ensemble.py --root runs   # after base_lm and pm_halves
 """
@@ -29,7 +33,7 @@ from hh_jax.train.ppo import PPOConfig
 
 NEEDS = ("base_lm", "pm_halves")
 AXES = {"policy_size": "100k", "half_sizes": ("6k", "25k", "100k"), "ppo_seeds": (0, 1, 2),
-        "ensembles": ("mean", "min")}
+        "ensembles": ("mean", "min"), "snapshot_every": 10}
 
 
 def get_config() -> PPOConfig:
@@ -46,7 +50,7 @@ def get_sweep(axes: dict) -> list[dict]:
   policy, largest = axes["policy_size"], axes["half_sizes"][-1]
   shared = {"policy_init": ref("base_lm", model_size=policy),
             "reward_pm": ref("pm_halves", model_size=largest, split_half=0),
-            "test_pms": refs("pm_halves", split_half=1), "snapshot_every": 0}
+            "test_pms": refs("pm_halves", split_half=1), "snapshot_every": axes["snapshot_every"]}
   members = refs("pm_halves", split_half=0)     # holds reward_pm: it counts once (reward_members)
   runs = []
   for seed in axes["ppo_seeds"]:

@@ -136,7 +136,7 @@ def test_the_paper_faithful_variant_changes_exactly_the_three_choices(tmp_path):
   laptop, paper = PRESETS["laptop"], paper_faithful(PRESETS["laptop"])
   assert paper.stages == tuple(s for s in laptop.stages if s not in ("base_lm", "ood"))
   root = str(tmp_path)
-  for stage in ("pm_scaling", "ppo", "best_of_n"):
+  for stage in ("pm_scaling", "ppo", "ppo_ensemble", "best_of_n"):
     ours, theirs = ex.plan(stage, root, laptop), ex.plan(stage, root, paper)
     assert [r.name for r in ours] == [r.name for r in theirs]
     for a, b in zip(ours, theirs):
@@ -147,7 +147,7 @@ def test_the_paper_faithful_variant_changes_exactly_the_three_choices(tmp_path):
         fa = hh_synth.config_from_name(a.config.prompt_dataset.split("/")[1]).helpful_fraction
         fb = hh_synth.config_from_name(b.config.prompt_dataset.split("/")[1]).helpful_fraction
         assert (fa, fb) == (0.9, 0.5)
-      if stage == "ppo":
+      if stage in ("ppo", "ppo_ensemble"):
         assert (a.config.ppo_epochs, b.config.ppo_epochs) == (2, 1)
   with pytest.raises(FileNotFoundError, match="reuses the base LMs"):
     link_base_lms(root)

@@ -82,7 +82,9 @@ def test_reproduction_trains_exactly_the_runs_its_experiment_files_print(preset,
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_every_preset_uses_ladder_sizes_and_consistent_models(preset, tmp_path):
   """Sizes are rungs; each PPO/best-of-n run reads prompt + reply + EOC within max_len; the
-  main PPO run stores snapshots exactly when the world has a gold labeller (Elo needs it)."""
+  main PPO run stores snapshots exactly when the world has a gold labeller (Elo needs it), and
+  every PPO run as often (the held-out gold); the ensemble stage runs exactly where there is
+  gold, with the ppo stage's sampling and PPO settings."""
   p = PRESETS[preset]
   repro = Reproduction(p, str(tmp_path / preset))
   lm_runs = {r.dir: r.config for r in repro.plan("base_lm")}
@@ -94,3 +96,11 @@ def test_every_preset_uses_ladder_sizes_and_consistent_models(preset, tmp_path):
   main = [r for r in repro.plan("ppo") if r.name == repro.main_ppo_run()]
   assert len(main) == 1 and (main[0].config.snapshot_every > 0) == p.has_gold
   assert ("elo" in p.stages) == p.has_gold
+  main_cfg = main[0].config
+  assert {r.config.snapshot_every for r in repro.plan("ppo")} == {main_cfg.snapshot_every}
+  assert ("ppo_ensemble" in p.stages) == p.has_gold
+  shared = ("prompt_dataset", "prompt_len", "max_new_tokens", "num_iterations", "batch_size",
+            "minibatch_size", "optim", "ppo_epochs", "num_eval_prompts", "snapshot_every")
+  for run in (repro.plan("ppo_ensemble") if "ppo_ensemble" in p.stages else []):
+    assert run.config.reward_norm and run.config.policy_init == main_cfg.policy_init
+    assert {k: getattr(run.config, k) for k in shared} == {k: getattr(main_cfg, k) for k in shared}
