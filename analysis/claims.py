@@ -1,8 +1,9 @@
 """The statistics the claims of analysis/criteria.toml are judged by, from the analysis outputs.
 
 Each statistic is `fn(inputs, main_run, **params)`: `inputs` holds the loaded analysis files
-({"pm_scaling": pm_analysis.json, "pm_mix": pm_analysis.json, "rl": rl_analysis.json}, any of
-them None), `main_run` names the main PPO run. It returns
+({"pm_scaling": pm_analysis.json, "pm_mix": pm_analysis.json, "rl": rl_analysis.json,
+"rl_gold": rl_gold_analysis.json, ...: analysis.report.ANALYSIS_FILES}, any of them None),
+`main_run` names the main PPO run. It returns
 
     {"values": {name: number}, "counts": {requirement: number}, "per_seed": {seed: number},
      "detail": words}                       or    {"not_tested": reason}
@@ -385,8 +386,9 @@ def compute(spec: dict, inputs: dict, main_run: str | None) -> dict:
 
 
 def _register_stage_statistics() -> None:
-  """The statistics of the ood, pm_lambda and policy_eval stages live beside their analyses."""
-  from analysis import gao, online, ood, pm_weighting, policy_evals
+  """The statistics of the ood, pm_lambda, policy_eval, online and held-out gold analyses live
+  beside them."""
+  from analysis import gao, online, ood, pm_weighting, policy_evals, rl_gold
   STATISTICS.update({"gao_beta_difference": gao.gao_beta_vs_pm_size_statistic,
                      "ood_middle_gap": ood.middle_gap_statistic,
                      "ood_exposure_gain": ood.exposure_gain_statistic,
@@ -394,7 +396,9 @@ def _register_stage_statistics() -> None:
                      "mix_spread_difference": pm_weighting.mix_sensitivity_statistic,
                      "alignment_tax_difference": policy_evals.alignment_tax_statistic,
                      "cd_gold_gain": policy_evals.cd_gold_statistic,
-                     "online_vs_static": online.online_vs_static_statistic})
+                     "online_vs_static": online.online_vs_static_statistic,
+                     "rl_gold_gain": rl_gold.gold_improves_statistic,
+                     "ensemble_gold_difference": rl_gold.ensemble_statistic})
 
 
 _register_stage_statistics()

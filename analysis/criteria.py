@@ -31,6 +31,7 @@ REQUIREMENT_WORDS = {
     "baselines": "shortcut baselines", "fractions": "helpful fractions", "rl_samples": "RL samples per run",
     "same_size_test_pm": "test PMs of the train PM's size", "test_pm_sizes": "test-PM sizes",
     "n_max": "samples per prompt (n max)", "gold": "gold rewards", "snapshots": "policy snapshots",
+    "red_team_prompts": "red-team (harmful_request) eval prompts",
 }
 
 

@@ -7,6 +7,7 @@ Reads only what the analysis stage wrote under a results root,
     figures/pm_scaling/pm_analysis.json   PM scaling records, law and calibration
     figures/pm_mix/pm_analysis.json       the helpful / harmless mix sweep
     figures/rl/rl_analysis.json           PPO fits, gain gaps, robustness, best-of-n, Elo
+    figures/rl_gold/rl_gold_analysis.json the PPO and ppo_ensemble runs' held-out gold snapshots
 
 and writes, under the same root:
 
@@ -60,13 +61,15 @@ FIGURES = (  # (relative path stem, caption)
     ("policy_eval/alignment_tax", "Capability before and after RLHF by policy size (cf. Fig 3)"),
     ("online/online_vs_static", "Online RLHF rounds vs the static baseline, gold (cf. section 4.5)"),
     ("policy_eval/context_distillation", "PPO from the context-distilled vs the base LM, gold (cf. App A.1)"),
+    ("rl_gold/rl_gold_heldout", "Held-out gold helpful, harmless and reply length during PPO (cf. Fig 13)"),
 )
 
 ANALYSIS_FILES = {"pm_scaling": "pm_scaling/pm_analysis.json", "pm_mix": "pm_mix/pm_analysis.json",
                   "rl": "rl/rl_analysis.json", "ood": "ood/ood_analysis.json",
                   "pm_lambda": "pm_lambda/pm_analysis.json",
                   "policy_eval": "policy_eval/policy_eval_analysis.json",
-                  "online": "online/online_analysis.json"}  # under <root>/figures
+                  "online": "online/online_analysis.json",
+                  "rl_gold": "rl_gold/rl_gold_analysis.json"}  # under <root>/figures
 
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 

@@ -5,7 +5,7 @@
 
 Stages: `data` (prepare every TFDS dataset the runs read), then each experiment of the
 preset in order (experiments/presets.py: base_lm, pm_scaling, pm_mix, pm_halves, ppo,
-best_of_n, elo), then `analysis` (fits and figures, analysis/ reading run directories only)
+best_of_n, elo, ppo_ensemble, ...), then `analysis` (fits and figures, analysis/ reading run directories only)
 and `report` (report.md, report.html, numbers.json). Each experiment stage trains exactly the
 runs of `hh-jax sweep experiments/<stage>.py --root <out> --preset <preset>`; finished runs
 are skipped and a killed run resumes from its checkpoint.
@@ -28,7 +28,7 @@ import jax
 import tensorflow_datasets as tfds
 
 from analysis import cli as analysis_cli
-from analysis import criteria, gao, online, pm_weighting, policy_evals, report
+from analysis import criteria, gao, online, pm_weighting, policy_evals, report, rl_gold
 from analysis import ood as ood_analysis
 from experiments import ppo as ppo_experiment
 from experiments.presets import (PAPER_FAITHFUL_DIR, PRESETS, paper_faithful,
@@ -135,8 +135,9 @@ class Reproduction:
         self.log(f"  {name(started[future])} done in {future.result():.0f}s")
 
   def stage_analysis(self) -> None:
-    """One analysis per sweep, so that each fit sees only its own sweep's runs; then OOD and
-    the loss-weighting / mix-by-size analysis where their stages ran."""
+    """One analysis per sweep, so that each fit sees only its own sweep's runs; then the Gao
+    fits, the held-out gold of the ppo and ppo_ensemble stages (each read from its own
+    directory), OOD and the loss-weighting / mix-by-size analysis where their stages ran."""
     figs = os.path.join(self.root, "figures")
     for kind, src, name in (("pm", "pm_scaling", "pm_scaling"), ("pm", "pm_mix", "pm_mix"),
                             ("pm", "pm_lambda", "pm_lambda"), ("rl", "", "rl")):
@@ -147,6 +148,7 @@ class Reproduction:
         raise RuntimeError(f"analysis {kind} {src or self.root} failed with exit code {rc}")
     gao.run_gao(os.path.join(figs, "rl", "rl_analysis.json"), os.path.join(figs, "gao"),
                 self.main_ppo_run())
+    rl_gold.run_rl_gold(self.root, os.path.join(figs, "rl_gold"), self.main_ppo_run())
     if os.path.isdir(os.path.join(self.root, "ood")):
       ood_analysis.run_ood(os.path.join(self.root, "ood"), os.path.join(figs, "ood"))
     pm_weighting.run_weighting([os.path.join(self.root, "pm_lambda"),

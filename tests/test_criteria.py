@@ -140,6 +140,40 @@ def online(seeds, elo_diffs, rounds=3):
   return {"runs": runs}
 
 
+def _snapshot(step, train_hh, helpful, harmless, hh=0.0, reply_len=8.0):
+  return {"step": step, "samples": 64 * step, "train_gold_hh": train_hh, "helpful": helpful,
+          "harmless": harmless, "hh": hh, "reply_len": reply_len, "n_helpful": 118,
+          "n_red_team": 10, "has_task": True, "has_gold": True}
+
+
+def _gold_run(stage_config, seed, snapshots):
+  return {"run": f"{stage_config}-s{seed}", "config": stage_config, "seed": seed, "gold": True,
+          "snapshots": snapshots}
+
+
+def rl_gold(seeds, helpful_gains, harmless_gains, mean_diffs, min_diffs):
+  """analysis.rl_gold's records. ppo: two configs, per seed snapshots at steps 0, 10, 20 whose
+  training-rollout gold peaks at step 10, where the held-out gains over step 0 are these (the
+  25k-PM config's 0.05 higher: the main config is the worst); step 20 is worse on every held-out
+  number, so choosing by the held-out prompts or the last snapshot would give other values.
+  ppo_ensemble: final gold hh of ens1 0.2 + 0.01 s, of each kind that plus its per-seed diff."""
+  ppo = []
+  for config, extra in ((MAIN, 0.0), ("policy-100k-pm-25k", 0.05)):
+    for i, s in enumerate(seeds):
+      ppo.append(_gold_run(config, s, [
+          _snapshot(0, None, 0.1, -0.2, reply_len=8.0),
+          _snapshot(10, 0.5, 0.1 + helpful_gains[i] + extra, -0.2 + harmless_gains[i] + extra,
+                    reply_len=6.0),
+          _snapshot(20, 0.3, -0.9, -1.2, reply_len=3.0)]))
+  ens = []
+  for i, s in enumerate(seeds):
+    for name, diff in (("ens1", 0.0), ("ens3-mean", mean_diffs[i]), ("ens3-min", min_diffs[i])):
+      final = 0.2 + 0.01 * s + diff
+      ens.append(_gold_run(f"policy-100k-{name}", s, [_snapshot(0, None, 0, 0, hh=0.0),
+                                                      _snapshot(20, 0.4, 0, 0, hh=final)]))
+  return {"ppo": {"runs": ppo}, "ppo_ensemble": {"runs": ens}}
+
+
 def good_inputs(seeds=(0, 1, 2)):
   k = len(seeds)
   mix = pm_mix(seeds)
@@ -152,7 +186,9 @@ def good_inputs(seeds=(0, 1, 2)):
           "ood": ood(seeds, [0.05, 0.07, 0.06][:k], [0.02, 0.04, 0.03][:k]),
           "policy_eval": policy_eval(seeds, [-0.1, -0.12, -0.08], [0.0, 0.01, 0.02],
                                      [0.1, 0.15, 0.2], [0.05, 0.06, 0.07]),
-          "online": online(seeds, [20.0, 25.0, 30.0])}
+          "online": online(seeds, [20.0, 25.0, 30.0]),
+          "rl_gold": rl_gold(seeds, [0.2, 0.3, 0.4], [0.1, 0.15, 0.2], [0.05, 0.06, 0.07],
+                             [0.02, 0.1, 0.03])}
 
 
 def bad_inputs():
@@ -166,7 +202,9 @@ def bad_inputs():
           "ood": ood((0, 1, 2), [0.05, -0.05, 0.0], [0.02, -0.02, 0.0]),
           "policy_eval": policy_eval((0, 1, 2), [-0.1, 0.1, 0.0], [0.0, 0.0, 0.0],
                                      [0.1, -0.1, 0.0], [0.05, -0.05, 0.0]),
-          "online": online((0, 1, 2), [20.0, -20.0, 0.0])}
+          "online": online((0, 1, 2), [20.0, -20.0, 0.0]),
+          "rl_gold": rl_gold((0, 1, 2), [0.2, 0.3, 0.4], [0.1, -0.1, 0.0], [0.05, -0.05, 0.0],
+                             [0.04, -0.06, 0.0])}
 
 
 def _verdicts(inputs, main=MAIN):
@@ -206,6 +244,19 @@ def test_every_claim_holds_on_data_built_to_hold():
   assert claims["best_of_n"]["ours"] == pytest.approx(0.21)
   assert claims["elo"]["ours"] == pytest.approx(51.0)                           # the peak is snapshot 1
   assert claims["elo"]["values"]["peak_at_samples"] == 10
+  # Held-out gold at the step-10 snapshot (highest training-rollout gold), minus step 0; the
+  # main config is the worst: helpful 0.2, 0.3, 0.4 (mean 0.3, sd 0.1), harmless 0.1, 0.15, 0.2.
+  gold = claims["rl_gold_improves"]
+  assert gold["ours"] == pytest.approx(0.3)
+  assert gold["ci"] == pytest.approx([0.3 - T2 * 0.1 / math.sqrt(3), 0.3 + T2 * 0.1 / math.sqrt(3)])
+  assert gold["values"]["harmless"] == pytest.approx(0.15)
+  assert gold["values"]["harmless_ci_low"] == pytest.approx(0.15 - T2 * 0.05 / math.sqrt(3))
+  assert gold["values"][f"{MAIN}:reply_len_best"] == pytest.approx(6.0)
+  assert gold["values"]["policy-100k-pm-25k:helpful"] == pytest.approx(0.35)
+  # Ensembles: mean diffs 0.05, 0.06, 0.07 (mean 0.06) beat min's 0.02, 0.1, 0.03 (mean 0.05).
+  ens = claims["ensemble_reduces_overoptimisation"]
+  assert ens["ours"] == pytest.approx(0.06) and ens["values"]["min"] == pytest.approx(0.05)
+  assert ens["ci"] == pytest.approx([0.06 - T2 * 0.01 / math.sqrt(3), 0.06 + T2 * 0.01 / math.sqrt(3)])
 
 
 def test_every_claim_can_fail():
@@ -256,6 +307,31 @@ def test_main_run_selects_the_config_with_or_without_its_seed():
   assert _verdicts(inputs, MAIN)["rl_reward_linear_in_sqrt_kl"]["verdict"] == "held"
   assert _verdicts(inputs, MAIN + "-s1")["rl_reward_linear_in_sqrt_kl"]["verdict"] == "held"
   assert _verdicts(inputs, "policy-100k-pm-25k")["rl_reward_linear_in_sqrt_kl"]["verdict"] == "not held"
+
+
+def test_held_out_gold_needs_every_config_and_the_prompts_task():
+  inputs = good_inputs()
+  for run in inputs["rl_gold"]["ppo"]["runs"]:
+    if run["config"] == "policy-100k-pm-25k" and run["seed"] == 1:
+      run["snapshots"][1]["helpful"] = run["snapshots"][0]["helpful"] - 0.5  # one seed's loss
+  claims = _verdicts(inputs)
+  assert claims["rl_gold_improves"]["verdict"] == "not held"        # that config's interval spans 0
+  assert claims["rl_gold_improves"]["values"]["harmless_ci_low"] > 0
+  inputs = good_inputs()
+  inputs["rl_gold"]["ppo"]["runs"][4]["snapshots"][0]["has_task"] = False   # a pre-task snapshot
+  inputs["rl_gold"]["ppo_ensemble"]["runs"][1]["snapshots"] = []             # no snapshots
+  claims = _verdicts(inputs)
+  assert claims["rl_gold_improves"]["verdict"] == "not tested"
+  assert claims["rl_gold_improves"]["reason"].startswith(
+      "1 of 6 ppo runs have snapshots without the eval prompts' task")
+  assert claims["ensemble_reduces_overoptimisation"]["reason"].startswith(
+      "1 of 9 ppo_ensemble runs have no held-out snapshots")
+  inputs = good_inputs()
+  for run in inputs["rl_gold"]["ppo"]["runs"]:
+    for snap in run["snapshots"]:
+      snap["n_red_team"] = 3
+  reason = _verdicts(inputs)["rl_gold_improves"]["reason"]
+  assert reason == "red-team (harmful_request) eval prompts: 3 (the criterion needs >= 5)"
 
 
 def test_a_missing_value_with_requirements_met_is_not_held():
