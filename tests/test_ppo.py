@@ -193,3 +193,42 @@ def test_reward_normalization_makes_the_initial_policys_rewards_standard(toy_wor
   assert abs(normalized.mean()) < 0.5 and 0.6 < normalized.std() < 1.6
   assert record["ppo/reward_gain"] != 1.0
   assert record["ppo/score_train"] == pytest.approx(raw.mean(), rel=1e-5)
+
+
+def test_banned_tokens_are_never_sampled_and_logprobs_are_the_renormalised_policy(tiny_policy):
+  """With tokens banned, every sampled token is allowed, and log pi'(y) of the sampled reply is
+  log pi(y) - log sum_{allowed} pi, computed here by hand from the unbanned full-pass logits."""
+  graphdef, params, prompt = tiny_policy
+  banned = (4, 5, 6, 7, 8, 9, 10, 11)   # a large share of the mass, so an unbanned draw hits them
+  free = generate(graphdef, params, prompt, jax.random.key(5), max_new_tokens=12)
+  assert np.isin(np.asarray(free.response), banned).any()          # the test can fail
+  out = generate(graphdef, params, prompt, jax.random.key(5), max_new_tokens=12, banned_ids=banned)
+  assert not np.isin(np.asarray(out.response), banned).any()
+  logp_banned, _, _ = response_logprobs(graphdef, params, prompt, out.response, out.mask,
+                                        banned_ids=banned)
+  np.testing.assert_allclose(np.asarray(logp_banned), np.asarray(out.logprobs), atol=1e-5)
+  _, _, logits = response_logprobs(graphdef, params, prompt, out.response, out.mask)
+  logits = np.asarray(logits, np.float64)                                           # (B, N, V)
+  allowed = np.ones(logits.shape[-1], bool)
+  allowed[list(banned)] = False
+  full = logits - np.log(np.exp(logits).sum(-1, keepdims=True))                     # log pi
+  renorm = full - np.log(np.exp(full[..., allowed]).sum(-1, keepdims=True))          # log pi'
+  by_hand = np.take_along_axis(renorm, np.asarray(out.response)[..., None], -1)[..., 0]
+  np.testing.assert_allclose(np.asarray(logp_banned), by_hand * np.asarray(out.mask), atol=1e-4)
+  greedy = generate(graphdef, params, prompt, jax.random.key(0), max_new_tokens=1,
+                    temperature=0.0, banned_ids=banned)
+  first_logits = np.asarray(response_logprobs(graphdef, params, prompt, greedy.response,
+                                               greedy.mask)[2])[:, 0]               # unbanned (B, V)
+  first = np.where(allowed, first_logits, -np.inf)
+  np.testing.assert_array_equal(np.asarray(greedy.response)[:, 0], first.argmax(-1))
+
+
+def test_a_world_policy_bans_the_turn_markers():
+  from hh_jax.data import pipeline
+  from hh_jax.data.world import vocab
+  assert pipeline.turn_marker_ids("hh_synth/prompts") == (vocab.HUMAN_ID, vocab.ASSISTANT_ID)
+  assert pipeline.turn_marker_ids("hh_rlhf/all") == ()   # bytes: markers are several tokens
+  cfg = ppo.PPOConfig(prompt_dataset="hh_synth/prompts")
+  from hh_jax.train.ppo_run import resolve_banned_tokens
+  assert resolve_banned_tokens(cfg).banned_token_ids == (vocab.HUMAN_ID, vocab.ASSISTANT_ID)
+  assert resolve_banned_tokens(ppo.PPOConfig(banned_token_ids=())).banned_token_ids == ()

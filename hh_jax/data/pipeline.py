@@ -71,6 +71,14 @@ def get_tokenizer(dataset: str, spec: str = "auto") -> tokenizers.Tokenizer:
   return tokenizers.load_tokenizer(spec)
 
 
+def turn_marker_ids(dataset: str, spec: str = "auto") -> tuple[int, ...]:
+  """The single-token dialogue turn markers of a dataset's tokenizer ("\n\nHuman:" and
+  "\n\nAssistant:" of the synthetic world), which a policy's reply must not contain; () for
+  tokenizers whose markers are several tokens (bytes, BPE: there a reply that starts a new turn
+  is not prevented)."""
+  return tuple(int(i) for i in getattr(get_tokenizer(dataset, spec), "turn_marker_ids", ()))
+
+
 @contextlib.contextmanager
 def _file_lock(path: str):
   os.makedirs(os.path.dirname(path), exist_ok=True)

@@ -1,7 +1,9 @@
 """PPO against a preference model (Bai et al. 2022 section 4; Ziegler et al. 2019).
 
 One iteration, one jitted function (`make_iteration`):
-  1. rollout   y ~ pi(. | x) for a batch of prompts, with the KV cache;
+  1. rollout   y ~ pi(. | x) for a batch of prompts, with the KV cache, never emitting a banned
+               token (`banned_token_ids`: by default the dialogue's turn markers; pi, pi_old and
+               pi0 below are all the banned, renormalised distributions);
   2. score     log pi_old, log pi0 (the frozen initial policy), V, and the train-PM score
                r_PM(x, y) read at the end-of-context token; test PMs score the same samples
                but never enter the loss;
@@ -75,6 +77,10 @@ class PPOConfig:
   lam: float = config_field(0.95, ge=0.0, le=1.0)
   whiten_advantages: bool = True
   no_eos_penalty: float = 1.0           # subtracted from r_PM when the reply has no EOS
+  # Token ids the policy never emits (`rollout.ban_tokens`, in sampling and in every log-prob):
+  # None = the prompt tokenizer's dialogue turn markers (`pipeline.turn_marker_ids`), so a reply
+  # is one Assistant turn and cannot write a "Human:" turn of its own for the PM to judge.
+  banned_token_ids: tuple[int, ...] | None = None
   reward_norm: bool = False             # r_PM -> g r_PM + c with the initial policy's scores N(0, 1)
   reward_norm_samples: int = config_field(512, ge=2)   # initial-policy samples that set g, c
   prompt_dataset: str = "hh_synth/prompts"   # TFDS dataset whose `context`s are the RL prompts
@@ -184,8 +190,15 @@ def value_params(value_init: str, policy_params: dict, pm_params: dict) -> dict:
 # ----------------------------------------------------------------------------- pure pieces
 
 
+def banned_ids(cfg: PPOConfig) -> tuple[int, ...]:
+  """The token ids the policy never emits: cfg.banned_token_ids, () while unresolved (None; a
+  run resolves None to the tokenizer's turn markers before building its step, ppo_run)."""
+  return tuple(int(i) for i in (cfg.banned_token_ids or ()))
+
+
 def experience(policy_gd, value_gd, pm_gd, state, ref_params, pm_params, prompts, rollout,
-               temperature, member_gds=(), member_params=(), ensemble: str = "mean"):
+               temperature, member_gds=(), member_params=(), ensemble: str = "mean",
+               banned_ids: tuple[int, ...] = ()):
   """Rewards, GAE advantages and returns of one batch of rollouts -> (batch, metrics, per_sample).
 
   The reward ensemble is (pm, *members) (`combine_scores`); "score_train" is the raw score of
@@ -194,9 +207,9 @@ def experience(policy_gd, value_gd, pm_gd, state, ref_params, pm_params, prompts
   hp = state["hparams"]
   mask = rollout.mask
   logp_old, _, logits = response_logprobs(policy_gd, state["params"]["policy"], prompts,
-                                          rollout.response, mask, temperature)
+                                          rollout.response, mask, temperature, banned_ids)
   logp_ref, _, _ = response_logprobs(policy_gd, ref_params, prompts, rollout.response, mask,
-                                     temperature)
+                                     temperature, banned_ids)
   _, values, _ = response_logprobs(value_gd, state["params"]["value"], prompts, rollout.response,
                                    mask)
   scores = ensemble_scores((pm_gd, *member_gds), (pm_params, *member_params), prompts,
@@ -228,10 +241,11 @@ def experience(policy_gd, value_gd, pm_gd, state, ref_params, pm_params, prompts
   return batch, metrics, per_sample
 
 
-def ppo_loss(policy_gd, value_gd, params, mb, hparams: PPOHparams, temperature):
+def ppo_loss(policy_gd, value_gd, params, mb, hparams: PPOHparams, temperature,
+             banned_ids: tuple[int, ...] = ()):
   """L = L_clip(pi) + vf_coef * L_clip(V) on one minibatch (module docstring)."""
   logp, _, _ = response_logprobs(policy_gd, params["policy"], mb["prompts"], mb["response"],
-                                 mb["mask"], temperature)
+                                 mb["mask"], temperature, banned_ids)
   _, values, _ = response_logprobs(value_gd, params["value"], mb["prompts"], mb["response"],
                                    mb["mask"])
   pg_loss, pg_metrics = rl_core.ppo_policy_loss(logp, mb["old_logprobs"], mb["advantages"],
@@ -242,10 +256,11 @@ def ppo_loss(policy_gd, value_gd, params, mb, hparams: PPOHparams, temperature):
   return loss, {"policy_loss": pg_loss, "value_loss": vf_loss, **pg_metrics, **vf_metrics}
 
 
-def update_step(policy_gd, value_gd, optimizer, temperature, state, mb):
+def update_step(policy_gd, value_gd, optimizer, temperature, state, mb,
+                banned_ids: tuple[int, ...] = ()):
   """One PPO gradient step on a minibatch -> (state, metrics)."""
   (loss, metrics), grads = jax.value_and_grad(
-      lambda p: ppo_loss(policy_gd, value_gd, p, mb, state["hparams"], temperature),
+      lambda p: ppo_loss(policy_gd, value_gd, p, mb, state["hparams"], temperature, banned_ids),
       has_aux=True)(state["params"])
   metrics = {**metrics, "loss": loss, "grad_norm": optax.tree.norm(grads)}
   return apply_gradients(state, grads, optimizer), {f"ppo/{k}": v for k, v in metrics.items()}
@@ -258,7 +273,7 @@ def update_epochs(policy_gd, value_gd, optimizer, cfg: PPOConfig, state, batch, 
 
   def minibatch(state, idx):                                             # idx (minibatch,)
     return update_step(policy_gd, value_gd, optimizer, cfg.temperature, state,
-                       jax.tree.map(lambda x: x[idx], batch))
+                       jax.tree.map(lambda x: x[idx], batch), banned_ids(cfg))
 
   def epoch(state, k):
     order = jax.random.permutation(k, cfg.batch_size).reshape(n_mb, cfg.minibatch_size)
@@ -280,11 +295,12 @@ def iteration(policy_gd, value_gd, pm_gd, test_gds, optimizer, cfg: PPOConfig, s
   key = jax.random.fold_in(key, state["step"])
   k_roll, k_update = jax.random.split(key)
   roll = generate(policy_gd, state["params"]["policy"], prompts, k_roll,
-                  max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature)
+                  max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                  banned_ids=banned_ids(cfg))
   batch, metrics, samples = experience(policy_gd, value_gd, pm_gd, state, frozen["ref"],
                                        frozen["pm"], prompts, roll, cfg.temperature,
                                        tuple(member_gds), tuple(frozen.get("members", ())),
-                                       cfg.ensemble)
+                                       cfg.ensemble, banned_ids(cfg))
   samples["score_test"] = jnp.stack([pm_score(g, p, prompts, roll.response, roll.mask)
                                      for g, p in zip(test_gds, frozen["tests"])]
                                     ) if test_gds else jnp.zeros((0, cfg.batch_size))

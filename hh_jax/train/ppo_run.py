@@ -27,8 +27,8 @@ from hh_jax.data.batching import LMIterator
 from hh_jax.metrics import read_jsonl
 from hh_jax.train import lifecycle
 from hh_jax.train.optim import init_train_state, make_optimizer
-from hh_jax.train.ppo import (PPOConfig, hparams_from_config, make_iteration, reward_normalization,
-                              value_params)
+from hh_jax.train.ppo import (PPOConfig, banned_ids, hparams_from_config, make_iteration,
+                              reward_normalization, value_params)
 from hh_jax.train.rollout import make_pm_score_fn, make_sampler
 
 
@@ -149,7 +149,7 @@ def snapshot_fn(cfg: PPOConfig, policy, pm, tests, test_names, inputs: PPOInputs
   if not cfg.snapshot_every or inputs.eval_prompt_tokens is None:
     return None
   sample = make_sampler(policy.graphdef, max_new_tokens=cfg.max_new_tokens,
-                        temperature=cfg.temperature)
+                        temperature=cfg.temperature, banned_ids=banned_ids(cfg))
   scorers = [("score_train", make_pm_score_fn(pm.graphdef), pm.params)]
   scorers += [(f"score_test__{n}", make_pm_score_fn(t.graphdef), t.params)
               for n, t in zip(test_names, tests)]
@@ -194,7 +194,7 @@ def initial_reward_normalization(cfg: PPOConfig, policy, pms, inputs: PPOInputs)
                     replace=cfg.reward_norm_samples > len(inputs.prompt_tokens))
   prompts = jnp.asarray(inputs.prompt_tokens[rows])
   sample = make_sampler(policy.graphdef, max_new_tokens=cfg.max_new_tokens,
-                        temperature=cfg.temperature)
+                        temperature=cfg.temperature, banned_ids=banned_ids(cfg))
   out = sample(policy.params, prompts, jax.random.fold_in(jax.random.key(cfg.seed), 271828))
   gain_bias = [reward_normalization(make_pm_score_fn(pm.graphdef)(pm.params, prompts,
                                                                   out.response, out.mask))
@@ -202,8 +202,17 @@ def initial_reward_normalization(cfg: PPOConfig, policy, pms, inputs: PPOInputs)
   return [g for g, _ in gain_bias], [c for _, c in gain_bias]
 
 
+def resolve_banned_tokens(cfg: PPOConfig) -> PPOConfig:
+  """cfg with banned_token_ids = the prompt tokenizer's turn markers when it is None."""
+  if cfg.banned_token_ids is not None:
+    return cfg
+  return dataclasses.replace(cfg, banned_token_ids=pipeline.turn_marker_ids(cfg.prompt_dataset,
+                                                                            cfg.tokenizer))
+
+
 def build_task(cfg: PPOConfig, run_dir: str, inputs: PPOInputs | None = None) -> lifecycle.Task:
   """A PPO run (module docstring)."""
+  cfg = resolve_banned_tokens(cfg)
   inputs = inputs if inputs is not None else load_inputs(cfg)
   policy, pm = lifecycle.load_model(cfg.policy_init), lifecycle.load_model(cfg.reward_pm)
   tests = [lifecycle.load_model(d) for d in cfg.test_pms]

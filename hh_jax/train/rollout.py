@@ -34,8 +34,24 @@ class Rollout(NamedTuple):
   eos: jax.Array
 
 
-def _sample(logits_bv, key, temperature):
-  """y ~ Categorical(softmax(logits / T)) and its log-prob; T = 0 is greedy decoding."""
+BANNED_LOGIT = -1e9   # finite, so that p log p = 0 for a banned token (no NaN in entropies)
+
+
+def ban_tokens(logits, banned_ids: tuple[int, ...] = ()):
+  """logits with the `banned_ids` entries (last axis) set to BANNED_LOGIT: the policy
+  pi'(y) = pi(y) [y not banned] / sum_y' pi(y') [y' not banned] can never emit them. Sampling and
+  every log-prob of a policy (old, new, reference) use the same pi', so the KL is between the
+  banned distributions. () leaves the logits as they are."""
+  if not banned_ids:
+    return logits
+  banned = jnp.zeros(logits.shape[-1], bool).at[jnp.asarray(banned_ids, jnp.int32)].set(True)
+  return jnp.where(banned, BANNED_LOGIT, logits)
+
+
+def _sample(logits_bv, key, temperature, banned_ids: tuple[int, ...] = ()):
+  """y ~ Categorical(softmax(logits / T)) and its log-prob; T = 0 is greedy decoding;
+  `banned_ids` are never drawn (`ban_tokens`)."""
+  logits_bv = ban_tokens(logits_bv, banned_ids)
   greedy = temperature <= 0
   safe_t = jnp.where(greedy, 1.0, temperature)
   logp_bv = jax.nn.log_softmax(logits_bv / safe_t, axis=-1)
@@ -54,8 +70,9 @@ def _finish(tokens_bn, logp_bn, eos_id):
 
 
 def generate(graphdef, params, prompt_bp, key, *, max_new_tokens: int, temperature=1.0,
-             eos_id: int = EOS_ID) -> Rollout:
-  """Sample up to `max_new_tokens` reply tokens for each left-padded prompt (jit-able)."""
+             eos_id: int = EOS_ID, banned_ids: tuple[int, ...] = ()) -> Rollout:
+  """Sample up to `max_new_tokens` reply tokens for each left-padded prompt (jit-able), never a
+  token of `banned_ids` (e.g. the dialogue's turn markers: a reply is one Assistant turn)."""
   b, p = prompt_bp.shape
   cfg = models.config_of(graphdef, params)
   cache = models.init_cache(cfg, b, p + max_new_tokens)
@@ -64,7 +81,7 @@ def generate(graphdef, params, prompt_bp, key, *, max_new_tokens: int, temperatu
 
   def step(carry, key_t):
     logits, cache, done = carry
-    token, logp = _sample(logits, key_t, temperature)
+    token, logp = _sample(logits, key_t, temperature, banned_ids)
     token = jnp.where(done, PAD_ID, token)
     next_logits, _, cache = models.decode_step(graphdef, params, token, cache, pad_mask_b=~done)
     done = done | (token == eos_id)
@@ -76,7 +93,7 @@ def generate(graphdef, params, prompt_bp, key, *, max_new_tokens: int, temperatu
 
 
 def generate_uncached(graphdef, params, prompt_bp, key, *, max_new_tokens: int, temperature=1.0,
-                      eos_id: int = EOS_ID) -> Rollout:
+                      eos_id: int = EOS_ID, banned_ids: tuple[int, ...] = ()) -> Rollout:
   """The same sampler without a cache: a full forward pass over the growing sequence per token."""
   b, p = prompt_bp.shape
   seq = jnp.concatenate([prompt_bp, jnp.full((b, max_new_tokens), PAD_ID, jnp.int32)], axis=1)
@@ -87,7 +104,7 @@ def generate_uncached(graphdef, params, prompt_bp, key, *, max_new_tokens: int, 
     t, key_t = xs
     logits = models.apply(graphdef, params, seq, pad_mask=real).logits      # (B, P+N, V)
     token, logp = _sample(jax.lax.dynamic_index_in_dim(logits, p - 1 + t, 1, False), key_t,
-                          temperature)
+                          temperature, banned_ids)
     token = jnp.where(done, PAD_ID, token)
     seq = jax.lax.dynamic_update_slice(seq, token[:, None], (0, p + t))
     real = jax.lax.dynamic_update_slice(real, (~done)[:, None], (0, p + t))
@@ -100,14 +117,17 @@ def generate_uncached(graphdef, params, prompt_bp, key, *, max_new_tokens: int, 
   return _finish(tokens.T, logps.T, eos_id)
 
 
-def response_logprobs(graphdef, params, prompt_bp, response_bn, mask_bn, temperature=1.0):
-  """log pi(y_t | x, y_<t) (temperature-matched), per-token values and entropy, from one
-  full forward pass over [prompt | response]. Returns (logprobs (B,N), values (B,N), logits)."""
+def response_logprobs(graphdef, params, prompt_bp, response_bn, mask_bn, temperature=1.0,
+                      banned_ids: tuple[int, ...] = ()):
+  """log pi(y_t | x, y_<t) (temperature-matched, `banned_ids` banned as when sampling), per-token
+  values and entropy, from one full forward pass over [prompt | response]. Returns (logprobs
+  (B,N), values (B,N), logits)."""
   p = prompt_bp.shape[1]
   seq = jnp.concatenate([prompt_bp, response_bn], axis=1)                 # (B, P+N)
   real = jnp.concatenate([prompt_bp != PAD_ID, mask_bn > 0], axis=1)
   out = models.apply(graphdef, params, seq, pad_mask=real)
-  logits = out.logits[:, p - 1:-1] / jnp.where(temperature > 0, temperature, 1.0)  # (B, N, V)
+  logits = ban_tokens(out.logits[:, p - 1:-1], banned_ids) / jnp.where(temperature > 0,
+                                                                       temperature, 1.0)  # (B, N, V)
   logp = jax.nn.log_softmax(logits, axis=-1)
   logprobs = jnp.take_along_axis(logp, response_bn[..., None], -1)[..., 0] * mask_bn
   values = out.values[:, p - 1:-1] * mask_bn                               # V(state before y_t)
@@ -142,28 +162,31 @@ def make_pm_score_fn(pm_graphdef):
   return jax.jit(functools.partial(pm_score, pm_graphdef))
 
 
-def make_sampler(graphdef, *, max_new_tokens: int, temperature=1.0):
+def make_sampler(graphdef, *, max_new_tokens: int, temperature=1.0,
+                 banned_ids: tuple[int, ...] = ()):
   """A jitted sample(params, prompts (B, P), key) -> Rollout (`generate` with these settings)."""
   return jax.jit(functools.partial(generate, graphdef, max_new_tokens=max_new_tokens,
-                                   temperature=temperature))
+                                   temperature=temperature, banned_ids=tuple(banned_ids)))
 
 
 @functools.lru_cache(maxsize=16)
-def cached_sampler(graphdef, max_new_tokens: int, temperature: float):
-  """`make_sampler`, one per (architecture, length, temperature) in a process: every policy of one
-  architecture (same graphdef, other params) shares one compilation."""
-  return make_sampler(graphdef, max_new_tokens=max_new_tokens, temperature=temperature)
+def cached_sampler(graphdef, max_new_tokens: int, temperature: float,
+                   banned_ids: tuple[int, ...] = ()):
+  """`make_sampler`, one per (architecture, length, temperature, banned ids) in a process: every
+  policy of one architecture (same graphdef, other params) shares one compilation."""
+  return make_sampler(graphdef, max_new_tokens=max_new_tokens, temperature=temperature,
+                      banned_ids=banned_ids)
 
 
 def sample_replies(model, prompt_tokens, key, *, max_new_tokens: int, temperature: float,
-                   chunk: int = 256) -> np.ndarray:
+                   chunk: int = 256, banned_ids: tuple[int, ...] = ()) -> np.ndarray:
   """(N, max_new_tokens) reply ids of `model` (anything with .graphdef and .params) to
   left-padded prompts (N, P), in chunks of one shape: min(chunk, N) rows, the last chunk padded
   by repeating its last prompt; chunk i is sampled with fold_in(key, i)."""
   n = len(prompt_tokens)
   if n == 0:
     return np.zeros((0, max_new_tokens), np.int32)
-  sample = cached_sampler(model.graphdef, max_new_tokens, float(temperature))
+  sample = cached_sampler(model.graphdef, max_new_tokens, float(temperature), tuple(banned_ids))
   chunk = min(chunk, n)
   out = []
   for i, start in enumerate(range(0, n, chunk)):

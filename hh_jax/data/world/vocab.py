@@ -89,6 +89,7 @@ class WorldTokenizer:
   pad_id = PAD_ID
   eos_id = EOS_ID
   eoc_id = EOC_ID
+  turn_marker_ids = (HUMAN_ID, ASSISTANT_ID)   # one token each: a policy's reply may hold neither
 
   @property
   def vocab_size(self) -> int:
