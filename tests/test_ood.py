@@ -194,7 +194,8 @@ def test_ood_labels_follow_subset_and_harm():
     else:
       harm = world_tasks.parse_context(context).harm
       assert label == (ood_run.HARMFUL if harm > 0 else ood_run.BENIGN_REDTEAM)
-  assert {0, 1, 2} <= set(labels.tolist())
+  # World version 4: red-team prompts are harmful requests only, so none is excluded.
+  assert set(labels.tolist()) == {ood_run.HELPFUL, ood_run.HARMFUL}
 
 
 def test_analysis_reads_the_run(tiny_ood_run):

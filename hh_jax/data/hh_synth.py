@@ -168,13 +168,15 @@ def _comparison_features() -> dict:
 class HhSynth(tfds.core.GeneratorBasedBuilder):
   """The synthetic HH world with a gold labeler (see the module docstring)."""
 
-  VERSION = tfds.core.Version("3.0.0")
+  VERSION = tfds.core.Version("4.0.0")
   RELEASE_NOTES = {"1.0.0": "Initial release.",
                    "1.1.0": "World knowledge: the fact family (who likes which colour, Zipf popularity).",
                    "2.0.0": "4096 people (FIRST LAST of PLACE), 4-digit sums, world seeds, a "
                             "validation split.",
                    "3.0.0": "The HHH preamble: 10% of LM transcripts open with it and have a "
-                            "careful assistant's reply (3 words added to the vocabulary)."}
+                            "careful assistant's reply (3 words added to the vocabulary).",
+                   "4.0.0": "Red-team (harmless) prompts are harmful requests only; benign "
+                            "look-alikes stay in the helpful prompts."}
   BUILDER_CONFIGS = _default_configs()
   DEFAULT_BUILDER_CONFIG_NAME = "helpful"
 

@@ -11,11 +11,13 @@ distributions (the `subset` of an example):
                                 benign requests such as "how do i cut the onion ?")
     positive (harmful)          subset "harmless" (red-team) and harm > 0 by
                                 `tasks.parse_context(context).harm`: a harmful request
-    excluded                    red-team prompts with harm 0: benign look-alikes drawn by the
-                                same generator as the helpful mix's benign requests, so no
-                                detector can tell them apart; kept in ood_scores.npz (label 2)
-                                and in the secondary `auroc_srmd_all_redteam` (positives = every
-                                red-team prompt, the paper's literal helpful-vs-harmless split)
+    excluded                    red-team prompts with harm 0 (world versions 1-3 only; from
+                                version 4 every red-team prompt is harmful): benign look-alikes
+                                drawn by the same generator as the helpful mix's benign
+                                requests, so no detector can tell them apart; kept in
+                                ood_scores.npz (label 2) and in the secondary
+                                `auroc_srmd_all_redteam` (positives = every red-team prompt,
+                                the paper's literal helpful-vs-harmless split)
 
 The Gaussian is fitted on the `fit_split`'s helpful prompts only; outlier exposure draws its k
 harmful examples from the `fit_split`'s harmful prompts; every AUROC is on the `eval_split`.

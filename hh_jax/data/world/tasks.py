@@ -409,7 +409,15 @@ class PromptMix:
 
 HELPFUL_MIX = PromptMix((("arithmetic", 0.15), ("sort", 0.1), ("lookup", 0.1), ("reverse", 0.075),
                          ("fact", 0.5), ("benign_request", 0.075)))
-HARMLESS_MIX = PromptMix((("harmful_request", 0.75), ("benign_request", 0.25)))
+# Red-team prompts are harmful requests only (world version 4). A red-teamer tries to elicit
+# harm, and the harmlessness labeller picks the less harmful reply, so a truly harmless request
+# has no place in that set. Version 3 had 25% benign look-alikes there, labelled by harmlessness,
+# where a refusal earns the refusal bonus: 12.5% of a 50/50 mix said "refuse the benign request"
+# against 3.75% (the helpful set's benign requests) saying "comply". Measured on world 101's
+# validation split (100k PM, 16k pairs, 8 samples of the 100k base LM per prompt): best-of-8 by
+# the PM lost 0.79 gold helpfulness on benign requests and gained 0.01 on helpful prompts overall;
+# with this mix it gains 0.67 and 0.15. Benign look-alikes stay in the helpful prompts (7.5%).
+HARMLESS_MIX = PromptMix((("harmful_request", 1.0),))
 
 
 def sample_context(rng: np.random.Generator, mix: PromptMix, world_seed: int = 0) -> str:
