@@ -38,6 +38,7 @@ def get_config() -> OnlineConfig:
                  data=DataConfig(dataset="hh_synth/mix", max_len=64, num_eval_pairs=2000),
                  optim=OptimConfig(learning_rate=1e-3, warmup_steps=10, schedule="linear"))
   ppo = PPOConfig(num_iterations=40, batch_size=64, minibatch_size=16, ppo_epochs=2,
+                  reward_norm=True, kl_coef=0.03,          # as experiments/ppo.py (chosen there)
                   max_new_tokens=16, prompt_len=47, prompt_dataset="hh_synth/prompts-20000-s0-h90",
                   checkpoint_every=20, optim=OptimConfig(learning_rate=1e-4, warmup_steps=0, b2=0.999))
   return OnlineConfig(rounds=3, labels_per_round=1000, pair="latest_vs_base", pm=pm, ppo=ppo)

@@ -22,6 +22,16 @@ helpful prompts to curb over-optimised harmlessness" (section 4.4): with a 50/50
 nat of KL goes to learning to refuse, a two-valued reward that saturates, and the score is
 concave in sqrt(KL) early.
 
+The reward is normalised (the initial policy's PM scores are N(0, 1), as in the public
+reproductions) and the KL coefficient is 0.03 per nat where the paper's is 0.001 on its raw PM
+scale. Chosen on world 101's validation prompts (100k policy, 100k PM on 16k pairs, 40
+iterations of 128, one seed; held-out gold at the best snapshot against step 0): at the paper's
+0.001 the KL reached 11 nats by 5k samples and the policy wrote numbers, letters and lists the
+PM over-scores (gold helpfulness on helpful prompts -0.16, reply length 4.9 -> 6.7 tokens);
+with normalisation alone it fell as well (-0.16); normalised at 0.1 and 0.03 it rose (+0.045
+and +0.068, KL 0.3 and ~1 nat) and harmlessness on red-team prompts rose (+0.43, +0.79), so
+0.03. The paper-faithful variant restores 0.001 without normalisation (experiments/presets.py).
+
     hh-jax sweep experiments/ppo.py --root runs      # after base_lm and pm_halves
     hh-jax analyze rl runs --out figures/rl
 """
@@ -38,6 +48,7 @@ AXES = {"policy_size": "100k", "policy_sizes": ("25k", "100k"),
 def get_config() -> PPOConfig:
   return PPOConfig(
       num_iterations=100, batch_size=256, minibatch_size=32, ppo_epochs=2, max_new_tokens=16,
+      reward_norm=True, kl_coef=0.03,
       prompt_len=47, prompt_dataset="hh_synth/prompts-20000-s0-h90", checkpoint_every=20,
       optim=OptimConfig(learning_rate=5e-5, warmup_steps=0, b2=0.999))
 

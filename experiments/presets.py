@@ -149,7 +149,8 @@ def _half_helpful(dataset: str) -> str:
 def paper_faithful(preset: Preset) -> Preset:
   """`preset` with the paper's own choices where the preset departs from them (the second
   column of the report): PMs at a fixed learning rate (no linear decay), RL and best-of-n
-  prompts 50% helpful / 50% red-team (not 90/10), one PPO epoch per batch (not 2); the
+  prompts 50% helpful / 50% red-team (not 90/10), one PPO epoch per batch (not 2), the paper's
+  KL coefficient 0.001 on the raw PM score (not 0.03 on the normalised one); the
   held-out policy evaluation keeps the preset's prompts (a measurement, not a choice). The base
   LMs are the preset's own (`hh-jax reproduce --paper-faithful` links them), so the stages
   are the preset's without base_lm (and ood, which reads only the base LMs). Where the preset's choices came from: experiments/common.py
@@ -167,6 +168,10 @@ def paper_faithful(preset: Preset) -> Preset:
   for stage in ("ppo", "ppo_ensemble", "ppo_distilled"):
     if stage in overrides:
       overrides[stage]["ppo_epochs"] = 1
+      overrides[stage]["kl_coef"] = 0.001
+  for stage in ("ppo", "ppo_distilled"):      # ppo_ensemble needs normalised members
+    if stage in overrides:
+      overrides[stage]["reward_norm"] = False
   return dataclasses.replace(preset, name=f"{preset.name}-paper-faithful",
                              stages=tuple(s for s in preset.stages if s not in ("base_lm", "ood")),
                              overrides=overrides)
