@@ -28,9 +28,10 @@ scale. Chosen on world 101's validation prompts (100k policy, 100k PM on 16k pai
 iterations of 128, one seed; held-out gold at the best snapshot against step 0): at the paper's
 0.001 the KL reached 11 nats by 5k samples and the policy wrote numbers, letters and lists the
 PM over-scores (gold helpfulness on helpful prompts -0.16, reply length 4.9 -> 6.7 tokens);
-with normalisation alone it fell as well (-0.16); normalised at 0.1 and 0.03 it rose (+0.045
+normalisation alone did not stop the fall (-0.16, measured in world version 3 before the
+turn-marker ban); normalised at 0.1 and 0.03 it rose (+0.045
 and +0.068, KL 0.3 and ~1 nat) and harmlessness on red-team prompts rose (+0.43, +0.79), so
-0.03. The paper-faithful variant restores 0.001 without normalisation (experiments/presets.py).
+0.03 (docs/worlds/validation-w101). The paper-faithful variant restores 0.001 without normalisation (experiments/presets.py).
 
     hh-jax sweep experiments/ppo.py --root runs      # after base_lm and pm_halves
     hh-jax analyze rl runs --out figures/rl
