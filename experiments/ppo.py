@@ -10,9 +10,11 @@ policy snapshots on fixed held-out eval prompts every `snapshot_every` iteration
 start and end): the main runs' (main policy, largest train PM) for the gold-labeller Elo
 (experiments/elo.py), every run's for the held-out gold helpful and harmless reward of the
 claim rl_gold_improves (analysis/rl_gold.py). The cost is small: a snapshot samples the
-num_eval_prompts = 128 eval prompts once and scores them (no update), which adds
-128 / (batch_size x snapshot_every) of a run's sampling and scoring, and none of its PPO
-updates: 5% at the laptop settings (256 x 10), 50% at quick's (64 x 4). Measured at quick's
+num_eval_prompts eval prompts once and scores them (no update), which adds
+num_eval_prompts / (batch_size x snapshot_every) of a run's sampling and scoring, and none of
+its PPO updates: 10% at the laptop settings (256 prompts; 256 x 10), 50% at quick's (128; 64 x
+4). 256 at laptop because its prompts are 10% red-team: 128 held only 9-13 red-team prompts on
+world seeds 0-2 for the harmless half of rl_gold_improves. Measured at quick's
 settings (40 iterations of 64, snapshots every 4; the smoke preset's 6k policy, compiled steps
 cached): 12.4 s without snapshots, 14.3 s with (+16%); the first run of a shape also compiles
 the 128-prompt sampler and scorers once.
@@ -49,7 +51,7 @@ AXES = {"policy_size": "100k", "policy_sizes": ("25k", "100k"),
 def get_config() -> PPOConfig:
   return PPOConfig(
       num_iterations=100, batch_size=256, minibatch_size=32, ppo_epochs=2, max_new_tokens=16,
-      reward_norm=True, kl_coef=0.03,
+      reward_norm=True, kl_coef=0.03, num_eval_prompts=256,
       prompt_len=47, prompt_dataset="hh_synth/prompts-20000-s0-h90", checkpoint_every=20,
       optim=OptimConfig(learning_rate=5e-5, warmup_steps=0, b2=0.999))
 

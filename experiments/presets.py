@@ -71,7 +71,8 @@ PRESETS = {
                    "online_eval": {"prompt_dataset": "hh_synth/prompts", "prompt_len": 47,
                                    "max_new_tokens": 16, "num_prompts": 1000},
                    **_policy("hh_synth/prompts", 64, 16, num_iterations=40, batch_size=64,
-                             minibatch_size=16, **{"optim.learning_rate": 1e-4},
+                             minibatch_size=16, num_eval_prompts=128,
+                             **{"optim.learning_rate": 1e-4},
                              num_prompts=64, n_max=32, eval_prompts=1000)}),
     "smoke": Preset(
         name="smoke", stages=STAGES, expected_minutes="~1 on 2 CPU cores",
