@@ -51,7 +51,7 @@ from typing import Sequence
 import numpy as np
 
 from analysis import fits, plots
-from analysis.runs import Run, RunFileError, discover, split_seed, write_json
+from analysis.runs import Run, discover, read_npz, split_seed, write_json
 
 JSON_NAME = "rl_gold_analysis.json"
 HARMFUL_TASK = "harmful_request"
@@ -69,14 +69,7 @@ def _mean(x) -> float | None:
 def snapshot_summary(path: str) -> dict:
   """One evals/step_XXXXXX.npz as {step, samples, helpful, harmless, hh, reply_len, n_helpful,
   n_red_team, has_task, has_gold} (module docstring)."""
-  try:
-    with np.load(path, allow_pickle=False) as z:
-      arrays = {k: np.asarray(z[k]) for k in z.files}
-  except (OSError, ValueError) as e:
-    raise RunFileError(f"{path}: cannot read npz: {e}") from e
-  for key in ("step", "mask"):
-    if key not in arrays:
-      raise RunFileError(f"{path}: missing array {key!r} (has {sorted(arrays)})")
+  arrays = read_npz(path, required=("step", "mask"))
   has_gold = all(f"gold_{k}" in arrays for k in ("helpful", "harmless", "hh"))
   has_task = "task" in arrays
   out = {"step": int(arrays["step"]), "samples": int(arrays["samples"]) if "samples" in arrays else None,

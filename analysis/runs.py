@@ -135,14 +135,7 @@ class Run:
     path = self.path("eval_scores.npz")
     if not os.path.exists(path):
       return None
-    try:
-      with np.load(path, allow_pickle=False) as z:
-        out = {k: np.asarray(z[k]) for k in z.files}
-    except (OSError, ValueError) as e:
-      raise RunFileError(f"{path}: cannot read npz: {e}") from e
-    for key in ("chosen", "rejected"):
-      if key not in out:
-        raise RunFileError(f"{path}: missing array {key!r} (has {sorted(out)})")
+    out = read_npz(path, required=("chosen", "rejected"))
     n = len(out["chosen"])
     for key in ("rejected", "source", "num_turns", "p_chosen"):
       if key in out and len(out[key]) != n:
@@ -167,6 +160,20 @@ def _walk(root: str, into_runs: bool = False):
       dirnames[:] = []  # a run's subfolders are its checkpoints
     else:
       dirnames[:] = sorted(d for d in dirnames if d not in _PRUNE and not d.startswith("."))
+
+
+def read_npz(path: str, required: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+  """The arrays of an .npz file; RunFileError naming the file when it cannot be read or lacks
+  one of the `required` arrays."""
+  try:
+    with np.load(path, allow_pickle=False) as z:
+      out = {k: np.asarray(z[k]) for k in z.files}
+  except (OSError, ValueError) as e:
+    raise RunFileError(f"{path}: cannot read npz: {e}") from e
+  for key in required:
+    if key not in out:
+      raise RunFileError(f"{path}: missing array {key!r} (has {sorted(out)})")
+  return out
 
 
 def discover(root: str, kind: str | None = None) -> Discovery:
