@@ -13,8 +13,10 @@ claim rl_gold_improves (analysis/rl_gold.py). The cost is small: a snapshot samp
 num_eval_prompts eval prompts once and scores them (no update), which adds
 num_eval_prompts / (batch_size x snapshot_every) of a run's sampling and scoring, and none of
 its PPO updates: 10% at the laptop settings (256 prompts; 256 x 10), 50% at quick's (128; 64 x
-4). 256 at laptop because its prompts are 10% red-team: 128 held only 9-13 red-team prompts on
-world seeds 0-2 for the harmless half of rl_gold_improves. Measured at quick's
+4). The held-out prompts are the test split of the 50/50 `hh_synth/prompts`
+(`eval_prompt_dataset`) whatever the training mix, so both halves of rl_gold_improves (helpful
+prompts, red-team prompts) get about half of them: drawn from the 90/10 training mix, 128
+held only 9-13 red-team prompts on world seeds 0-2. Measured at quick's
 settings (40 iterations of 64, snapshots every 4; the smoke preset's 6k policy, compiled steps
 cached): 12.4 s without snapshots, 14.3 s with (+16%); the first run of a shape also compiles
 the 128-prompt sampler and scorers once.
@@ -52,7 +54,8 @@ def get_config() -> PPOConfig:
   return PPOConfig(
       num_iterations=100, batch_size=256, minibatch_size=32, ppo_epochs=2, max_new_tokens=16,
       reward_norm=True, kl_coef=0.03, num_eval_prompts=256,
-      prompt_len=47, prompt_dataset="hh_synth/prompts-20000-s0-h90", checkpoint_every=20,
+      prompt_len=47, prompt_dataset="hh_synth/prompts-20000-s0-h90",
+      eval_prompt_dataset="hh_synth/prompts", checkpoint_every=20,
       optim=OptimConfig(learning_rate=5e-5, warmup_steps=0, b2=0.999))
 
 

@@ -33,14 +33,17 @@ def _each(stages, overrides: dict) -> dict:
   return {stage: dict(overrides) for stage in stages}
 
 
-def _policy(prompt_dataset: str, max_len: int, max_new_tokens: int, **ppo) -> dict:
+def _policy(prompt_dataset: str, max_len: int, max_new_tokens: int,
+            eval_prompt_dataset: str | None = None, **ppo) -> dict:
   """Overrides of the stages that sample from policies (PPO from the base LM, against a PM
   ensemble and from the distilled model, best-of-n, the held-out policy evaluation): prompts
-  of max_len - max_new_tokens - 1 tokens so that prompt + reply + EOC fits every model."""
+  of max_len - max_new_tokens - 1 tokens so that prompt + reply + EOC fits every model. PPO's
+  held-out snapshot prompts come from eval_prompt_dataset (default: prompt_dataset)."""
   shared = {"prompt_dataset": prompt_dataset, "max_new_tokens": max_new_tokens,
             "prompt_len": max_len - max_new_tokens - 1}
   bon = {k: ppo.pop(k) for k in ("num_prompts", "n_max") if k in ppo}
   evals = {k: ppo.pop(k) for k in ("eval_prompts",) if k in ppo}
+  ppo["eval_prompt_dataset"] = eval_prompt_dataset or prompt_dataset
   return {"ppo": {**shared, **ppo}, "ppo_ensemble": {**shared, **ppo},
           "ppo_distilled": {**shared, **ppo},
           "best_of_n": {**shared, **bon},
@@ -151,8 +154,8 @@ def paper_faithful(preset: Preset) -> Preset:
   """`preset` with the paper's own choices where the preset departs from them (the second
   column of the report): PMs at a fixed learning rate (no linear decay), RL and best-of-n
   prompts 50% helpful / 50% red-team (not 90/10), one PPO epoch per batch (not 2), the paper's
-  KL coefficient 0.001 on the raw PM score (not 0.03 on the normalised one); the
-  held-out policy evaluation keeps the preset's prompts (a measurement, not a choice). The base
+  KL coefficient 0.001 on the raw PM score (not 0.03 on the normalised one), in the
+  online stage's PMs and PPO runs as in the others; the held-out policy evaluation keeps the preset's prompts (a measurement, not a choice). The base
   LMs are the preset's own (`hh-jax reproduce --paper-faithful` links them), so the stages
   are the preset's without base_lm (and ood, which reads only the base LMs). Where the preset's choices came from: experiments/common.py
   (LR decay), experiments/ppo.py (prompt mix, epochs)."""
@@ -173,6 +176,12 @@ def paper_faithful(preset: Preset) -> Preset:
   for stage in ("ppo", "ppo_distilled"):      # ppo_ensemble needs normalised members
     if stage in overrides:
       overrides[stage]["reward_norm"] = False
+  if "online_rlhf" in overrides:              # its PMs and PPO runs, nested under pm. and ppo.
+    from experiments import online_rlhf
+    o = overrides["online_rlhf"]
+    prompts = o.get("ppo.prompt_dataset", online_rlhf.get_config().ppo.prompt_dataset)
+    o.update({"pm.optim.schedule": "constant", "ppo.prompt_dataset": _half_helpful(prompts),
+              "ppo.ppo_epochs": 1, "ppo.kl_coef": 0.001, "ppo.reward_norm": False})
   return dataclasses.replace(preset, name=f"{preset.name}-paper-faithful",
                              stages=tuple(s for s in preset.stages if s not in ("base_lm", "ood")),
                              overrides=overrides)

@@ -149,6 +149,17 @@ def test_the_paper_faithful_variant_changes_exactly_the_three_choices(tmp_path):
         assert (fa, fb) == (0.9, 0.5)
       if stage in ("ppo", "ppo_ensemble"):
         assert (a.config.ppo_epochs, b.config.ppo_epochs) == (2, 1)
+        assert (a.config.kl_coef, b.config.kl_coef) == (0.03, 0.001)
+        assert a.config.eval_prompt_dataset == b.config.eval_prompt_dataset  # judged alike
+      if stage == "ppo":
+        assert (a.config.reward_norm, b.config.reward_norm) == (True, False)
+  for a, b in zip(ex.plan("online_rlhf", root, laptop), ex.plan("online_rlhf", root, paper)):
+    frac = lambda c: hh_synth.config_from_name(c.ppo.prompt_dataset.split("/")[1]).helpful_fraction  # noqa: E731
+    assert (frac(a.config), frac(b.config)) == (0.9, 0.5)
+    assert (a.config.pm.optim.schedule, b.config.pm.optim.schedule) == ("linear", "constant")
+    assert ((a.config.ppo.ppo_epochs, a.config.ppo.kl_coef, a.config.ppo.reward_norm),
+            (b.config.ppo.ppo_epochs, b.config.ppo.kl_coef, b.config.ppo.reward_norm)) == (
+                (2, 0.03, True), (1, 0.001, False))
   with pytest.raises(FileNotFoundError, match="reuses the base LMs"):
     link_base_lms(root)
   os.makedirs(os.path.join(root, "base_lm", "25k"))

@@ -90,6 +90,31 @@ def test_a_policy_eval_run_scores_both_policies_on_the_same_prompts(tmp_path):
   assert rec["seed"] == 0 and rec["config"] == "policy-1k-pm-1k"
 
 
+def test_the_evaluation_samples_the_policy_ppo_trained_without_turn_markers():
+  """With banned_ids (what policy_eval passes: the world's turn markers) neither decode emits
+  one; the same near-uniform random model emits them without the ban."""
+  cfg = models.ladder_config("1k", vocab_size=TOK.vocab_size, max_len=64)
+  graphdef, params = models.init(cfg, jax.random.key(0))
+  model = lifecycle.Model(graphdef=graphdef, params=params, cfg=cfg)
+  from hh_jax.data.pipeline import left_pad, turn_marker_ids
+  prompts = left_pad([TOK.encode(c) for c in corpus.sample_prompts(0, 64)], 47)
+  markers = turn_marker_ids("hh_synth/prompts")
+  assert markers == (vocab.HUMAN_ID, vocab.ASSISTANT_ID)
+  seen = []
+
+  def gold_fn(p, reply):
+    seen.append(np.asarray(reply))
+    return gold.gold_scores([tuple(r) for r in np.asarray(p)], np.asarray(reply))
+
+  families = np.array([tasks.parse_context(c).task for c in corpus.sample_prompts(0, 64)])
+  for banned, expect_markers in (((), True), (markers, False)):
+    seen.clear()
+    capability.evaluate_policy(model, prompts, families, gold_fn, max_new_tokens=16,
+                               banned_ids=banned)
+    emitted = np.isin(np.concatenate(seen), markers).any()
+    assert emitted == expect_markers
+
+
 def _record(params, seed, cap0, cap1, gold0=0.0, gold1=0.0, kind="lm"):
   side = lambda c, g: {"capability": c, "gold_hh": g, "gold_helpful": g, "gold_harmless": 0.0}  # noqa: E731
   return {"run": f"r{params}-{kind}-s{seed}", "config": f"c{params}{kind}", "seed": seed,

@@ -232,3 +232,22 @@ def test_a_world_policy_bans_the_turn_markers():
   from hh_jax.train.ppo_run import resolve_banned_tokens
   assert resolve_banned_tokens(cfg).banned_token_ids == (vocab.HUMAN_ID, vocab.ASSISTANT_ID)
   assert resolve_banned_tokens(ppo.PPOConfig(banned_token_ids=())).banned_token_ids == ()
+
+
+def test_held_out_prompts_come_from_eval_prompt_dataset_of_the_same_world(tmp_path):
+  """Training prompts from a 90/10 mix, snapshot prompts from the 50/50 dataset's test split
+  (equal to loading that split directly); an eval dataset of another world is refused, because
+  the training world's gold reward would judge it."""
+  from hh_jax.data import pipeline
+  from hh_jax.train.ppo_run import load_inputs
+  cfg = ppo.PPOConfig(prompt_dataset="hh_synth/prompts-400-s0-t200-h90",
+                      eval_prompt_dataset="hh_synth/prompts-400-s0-t200", prompt_len=40,
+                      num_eval_prompts=200, data_dir=str(tmp_path))
+  inputs = load_inputs(cfg)
+  direct = pipeline.load_prompts("hh_synth/prompts-400-s0-t200", "test", 40, "auto",
+                                 str(tmp_path), limit=200)
+  np.testing.assert_array_equal(inputs.eval_prompt_tokens, direct)
+  red_team = lambda p: np.mean(inputs.task_fn(p) == "harmful_request")  # noqa: E731
+  assert red_team(inputs.prompt_tokens) < 0.2 and 0.35 < red_team(inputs.eval_prompt_tokens) < 0.65
+  with pytest.raises(lifecycle.RunError, match="not from the world"):
+    load_inputs(override(cfg, {"eval_prompt_dataset": "hh_synth/prompts-400-s0-t200-w1"}))

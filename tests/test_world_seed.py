@@ -116,6 +116,9 @@ def test_a_planned_world_moves_every_dataset_and_seed_and_keeps_names_and_refs(t
   ppo = ex.plan("ppo", root, PRESETS["smoke"], world_seed=2)
   assert all(r.config.prompt_dataset.endswith("-w2") for r in ppo)
   assert ex.datasets_of(ppo) and all(d.endswith("-w2") for d in ex.datasets_of(ppo))
+  from hh_jax.train.ppo import PPOConfig
+  held_out = ex.in_world(PPOConfig(eval_prompt_dataset="hh_synth/prompts-20000-s0-h50"), 2)
+  assert held_out.eval_prompt_dataset == "hh_synth/prompts-20000-s0-h50-w2"
 
 
 def test_each_world_has_its_own_results_directory():

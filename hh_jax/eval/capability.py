@@ -49,12 +49,14 @@ def capability(exact: np.ndarray, families: np.ndarray) -> float:
 
 def evaluate_policy(model, prompts: np.ndarray, families: np.ndarray,
                     gold_fn: Callable[[np.ndarray, np.ndarray], dict], *, max_new_tokens: int,
-                    temperature: float = 1.0, seed: int = 0, chunk: int = 256) -> dict:
+                    temperature: float = 1.0, seed: int = 0, chunk: int = 256,
+                    banned_ids: tuple[int, ...] = ()) -> dict:
   """Capability (greedy exact answers) and gold rewards by family (sampled at `temperature`)
-  of `model` (anything with .graphdef and .params) on left-padded prompts (N, P)."""
+  of `model` (anything with .graphdef and .params) on left-padded prompts (N, P), never
+  emitting a token of `banned_ids` (the policy PPO trained: `rollout.ban_tokens`)."""
   key = jax.random.key(seed)
   decode = lambda t: sample_replies(model, prompts, key, max_new_tokens=max_new_tokens,  # noqa: E731
-                                    temperature=t, chunk=chunk)
+                                    temperature=t, chunk=chunk, banned_ids=banned_ids)
   g_greedy = gold_fn(prompts, decode(0.0))
   g_sampled = gold_fn(prompts, decode(temperature))
   exact = exact_answers(g_greedy["helpful"])

@@ -25,7 +25,7 @@ from hh_jax.train.rollout import make_pm_score_fn, make_sampler
 
 def best_of_n_eval(policy, train_pm, test_pms: dict, prompts: np.ndarray, *, n_max: int = 64,
                    max_new_tokens: int = 16, temperature: float = 1.0, gold_fn=None, seed: int = 0,
-                   chunk: int = 512) -> dict:
+                   chunk: int = 512, banned_ids: tuple[int, ...] = ()) -> dict:
   """Best-of-n curves (module docstring) as a JSON-able dict.
 
   policy, train_pm and the test_pms values are models: anything with `.graphdef` and
@@ -33,7 +33,8 @@ def best_of_n_eval(policy, train_pm, test_pms: dict, prompts: np.ndarray, *, n_m
   """
   p = len(prompts)
   rep = np.repeat(prompts, n_max, axis=0)                                # (P*N, T)
-  gen = make_sampler(policy.graphdef, max_new_tokens=max_new_tokens, temperature=temperature)
+  gen = make_sampler(policy.graphdef, max_new_tokens=max_new_tokens, temperature=temperature,
+                     banned_ids=tuple(banned_ids))
   train_fn = make_pm_score_fn(train_pm.graphdef)
   test_fns = {name: make_pm_score_fn(m.graphdef) for name, m in test_pms.items()}
   scores = {"score_train": [], **{f"score_test/{n}": [] for n in test_pms}}

@@ -99,7 +99,9 @@ def build_policy_eval(cfg: PolicyEvalConfig, run_dir: str, inputs=None) -> lifec
   def finish(_):
     result = {name: capability.evaluate_policy(m, prompts, families, gold,
                                                max_new_tokens=cfg.max_new_tokens,
-                                               temperature=cfg.temperature, seed=cfg.seed)
+                                               temperature=cfg.temperature, seed=cfg.seed,
+                                               banned_ids=pipeline.turn_marker_ids(
+                                                   cfg.prompt_dataset, cfg.tokenizer))
               for name, m in models_.items()}
     result.update({"ppo_run": os.path.basename(os.path.normpath(cfg.ppo_run)),
                    "policy_init": os.path.basename(os.path.normpath(init_dir)),
@@ -134,7 +136,8 @@ def build_best_of_n(cfg: BestOfNConfig, run_dir: str, inputs=None) -> lifecycle.
   def finish(_):
     bon = best_of_n_eval(policy, train_pm, tests, jnp.asarray(prompts), n_max=cfg.n_max,
                          max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                         gold_fn=gold, seed=cfg.seed)
+                         gold_fn=gold, seed=cfg.seed,
+                         banned_ids=pipeline.turn_marker_ids(cfg.prompt_dataset, cfg.tokenizer))
     summary = {k: v for k, v in bon.items() if k.endswith("_base")}
     return lifecycle.Outputs(summary=summary, json_files={"bon.json": bon})
 

@@ -186,18 +186,19 @@ def plan(experiment: str, root: str, preset: Preset | None = None, axes: dict | 
 
 
 WORLD_SEED_STRIDE = 1000
+DATASET_FIELDS = ("dataset", "prompt_dataset", "eval_prompt_dataset")   # config fields naming TFDS data
 
 
 def in_world(cfg, world_seed: int):
   """`cfg` in another synthetic world: every hh_synth dataset (fields `dataset`,
-  `prompt_dataset`) drawn from world `world_seed` (`hh_synth/mix` -> `hh_synth/mix-w3`) and
+  `prompt_dataset`, `eval_prompt_dataset`) drawn from world `world_seed` (`hh_synth/mix` -> `hh_synth/mix-w3`) and
   every `seed` field re-drawn, seed -> seed + 1000 world_seed, so no init, data order or
   sampling stream is shared with another world; world 0 is the configs as written."""
   if world_seed < 0:
     raise ExperimentError(f"world seed must be >= 0, got {world_seed}")
 
   def move(name: str, value):
-    if name in ("dataset", "prompt_dataset") and isinstance(value, str):
+    if name in DATASET_FIELDS and isinstance(value, str):
       return hh_synth.in_world(value, world_seed)
     if name == "seed" and isinstance(value, int):
       return value + WORLD_SEED_STRIDE * world_seed
@@ -253,10 +254,10 @@ def with_field(cfg, field: str, value):
 
 
 def datasets_of(runs: list[PlannedRun]) -> list[str]:
-  """The TFDS datasets the runs read (fields `dataset` and `prompt_dataset`), in order."""
+  """The TFDS datasets the runs read (the fields of DATASET_FIELDS), in order."""
   out = []
   for run in runs:
-    for key in ("dataset", "prompt_dataset"):
+    for key in DATASET_FIELDS:
       value = config_value(run.config, key)
       if isinstance(value, str) and value not in out:
         out.append(value)

@@ -264,8 +264,10 @@ def build_label(cfg: LabelConfig, run_dir: str, inputs=None) -> lifecycle.Task:
     ctx, sub = [contexts[i] for i in rows], [subsets[i] for i in rows]
     tokens = pipeline.left_pad([tok.encode(c) for c in ctx], cfg.prompt_len)
     key = jax.random.fold_in(jax.random.key(cfg.seed), 1000 + cfg.round)
+    banned = pipeline.turn_marker_ids(cfg.prompt_dataset, cfg.tokenizer)
     a, b = (sample_replies(m, tokens, jax.random.fold_in(key, side), max_new_tokens=cfg.max_new_tokens,
-                           temperature=cfg.temperature) for side, m in enumerate((model, other)))
+                           temperature=cfg.temperature, banned_ids=banned)
+            for side, m in enumerate((model, other)))
     rng = np.random.default_rng([cfg.seed, cfg.round, 4099])
     examples, labels = label_examples(ctx, sub, a, b, rng, world_seed, tok)
     names = {"policy": policy_name(cfg.policy),

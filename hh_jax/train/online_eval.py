@@ -112,7 +112,8 @@ def build_online_eval(cfg: OnlineEvalConfig, run_dir: str, inputs=None) -> lifec
     arrays, means = {"prompts": prompts}, {}
     for name, model in policies.items():
       reply = sample_replies(model, prompts, jax.random.key(cfg.seed),
-                             max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature)
+                             max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                             banned_ids=pipeline.turn_marker_ids(cfg.prompt_dataset, cfg.tokenizer))
       g = gold_fn(prompts, reply)
       arrays[f"response__{name}"] = reply
       arrays[f"gold__{name}"] = np.asarray(g[cfg.reward], np.float64)

@@ -86,6 +86,9 @@ class PPOConfig:
   prompt_dataset: str = "hh_synth/prompts"   # TFDS dataset whose `context`s are the RL prompts
   prompt_split: str = "train"
   eval_split: str = "test"              # the held-out prompts (Elo snapshots); "validation" to tune
+  # The held-out prompts' dataset (its eval_split); None = prompt_dataset. A separate one lets
+  # snapshots judge both prompt kinds evenly (e.g. 50/50) while training sees a 90/10 mix.
+  eval_prompt_dataset: str | None = None
   prompt_len: int = config_field(40, ge=1)   # prompts are left-truncated / left-padded to this
   num_prompts: int | None = config_field(None, ge=1)
   data_dir: str | None = None

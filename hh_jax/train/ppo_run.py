@@ -22,7 +22,7 @@ import numpy as np
 
 from hh_jax import distributed, models, paths
 from hh_jax import sharding as shd
-from hh_jax.data import pipeline
+from hh_jax.data import hh_synth, pipeline
 from hh_jax.data.batching import LMIterator
 from hh_jax.metrics import read_jsonl
 from hh_jax.train import lifecycle
@@ -46,12 +46,19 @@ class PPOInputs:
 
 
 def load_inputs(cfg: PPOConfig) -> PPOInputs:
-  """The RL prompts (train split), the eval prompts (test split) and the world's gold reward."""
-  load = lambda split, limit: pipeline.load_prompts(  # noqa: E731
-      cfg.prompt_dataset, split, cfg.prompt_len, cfg.tokenizer, cfg.data_dir, limit=limit)
+  """The RL prompts (train split), the eval prompts (eval_split of eval_prompt_dataset, default
+  prompt_dataset) and the world's gold reward."""
+  load = lambda dataset, split, limit: pipeline.load_prompts(  # noqa: E731
+      dataset, split, cfg.prompt_len, cfg.tokenizer, cfg.data_dir, limit=limit)
   world = cfg.prompt_dataset.startswith("hh_synth")
-  return PPOInputs(load(cfg.prompt_split, cfg.num_prompts), pipeline.gold_fn(cfg.prompt_dataset),
-                   load(cfg.eval_split, cfg.num_eval_prompts),
+  eval_dataset = cfg.eval_prompt_dataset or cfg.prompt_dataset
+  if eval_dataset.startswith("hh_synth") != world or (
+      world and hh_synth.world_seed_of(eval_dataset) != hh_synth.world_seed_of(cfg.prompt_dataset)):
+    raise lifecycle.RunError(f"eval_prompt_dataset {eval_dataset} is not from the world of "
+                             f"prompt_dataset {cfg.prompt_dataset}, whose gold reward judges it")
+  return PPOInputs(load(cfg.prompt_dataset, cfg.prompt_split, cfg.num_prompts),
+                   pipeline.gold_fn(cfg.prompt_dataset),
+                   load(eval_dataset, cfg.eval_split, cfg.num_eval_prompts),
                    pipeline.get_tokenizer(cfg.prompt_dataset, cfg.tokenizer).decode,
                    pipeline.world_task_names if world else None)
 
