@@ -125,3 +125,17 @@ def test_unknown_size_is_an_error(capsys):
   with pytest.raises(SystemExit):
     suite.main(["--sizes", "7k"])
   assert "unknown" in capsys.readouterr().err
+
+
+def test_a_childs_peak_rss_is_its_own_not_its_large_parents():
+  """Linux carries ru_maxrss across fork + exec; the bench's children must report their own
+  high-water mark, so a parent holding 600 MB must not show up in a child's figure."""
+  import subprocess
+  import sys
+  import numpy as np
+  parent = np.ones(600 * 2**20 // 8)
+  parent += 1.0                                                     # touch every page
+  out = subprocess.run([sys.executable, "-c", "from hh_jax.bench.timing import peak_rss_mb; "
+                        "print(peak_rss_mb())"], capture_output=True, text=True, check=True)
+  assert float(out.stdout.split()[-1]) < 500
+  del parent

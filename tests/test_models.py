@@ -236,3 +236,28 @@ def test_config_errors_name_the_field():
     M.ModelConfig(d_model=10, n_heads=3)
   with pytest.raises(KeyError, match="unknown model size"):
     M.ladder_config("7Q", vocab_size=5, max_len=5)
+
+
+def test_causal_blocked_attention_equals_the_numpy_reference_and_the_dense_gradients(monkeypatch):
+  """T = 32 in causal blocks of 8 (query block i reads keys [0, 8 (i + 1))): the logits equal
+  the independent NumPy forward pass, and the gradients the dense path's."""
+  from hh_jax.models import config as model_config
+  cfg = M.ModelConfig(vocab_size=V, d_model=24, n_layers=2, n_heads=3, max_len=32)
+  graphdef, params = M.init(cfg, jax.random.key(3))
+  tokens = jax.random.randint(jax.random.key(4), (2, 32), 3, V)
+  pad = jnp.ones((2, 32), bool).at[1, 27:].set(False)             # a padded tail too
+
+  def run(block):
+    monkeypatch.setattr(model_config, "CAUSAL_BLOCK", block)
+    jax.clear_caches()
+    loss = lambda p: jnp.sum(jnp.sin(M.apply(graphdef, p, tokens, pad_mask=pad).logits) * pad[..., None])  # noqa: E731
+    return M.apply(graphdef, params, tokens).logits, jax.grad(loss)(params)
+
+  assert model_config.computed_keys(32) == 32.0
+  logits_blocked, grads_blocked = run(8)
+  assert model_config.computed_keys(32) == 8 * 5 / 2          # m = 4 blocks: (8 + 16 + 24 + 32) / 4
+  np.testing.assert_allclose(np.asarray(logits_blocked), _numpy_reference_logits(cfg, params, tokens),
+                             atol=2e-5, rtol=1e-4)
+  _, grads_dense = run(None)
+  jax.tree.map(lambda a, d: np.testing.assert_allclose(a, d, rtol=1e-4, atol=1e-6 + 1e-4 * np.abs(d).max()),
+               grads_blocked, grads_dense)

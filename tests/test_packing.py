@@ -139,6 +139,27 @@ def test_packed_scores_and_gradients_equal_the_padded_path(small_model, case):
   assert_trees_close(grads_pack, grads_pad)
 
 
+@pytest.mark.parametrize("case", ["varied", "split"])
+def test_packed_rows_by_causal_blocks_equal_the_dense_padded_path(small_model, case, monkeypatch):
+  """Packed rows of 48 computed in causal blocks of 8 (`models.config.CAUSAL_BLOCK`): scores,
+  loss and gradients equal the padded path with dense attention."""
+  from hh_jax.models import config as model_config
+  graphdef, params = small_model
+  specs, row_len = CASES[case]
+  batch = _pair_batch(specs, T, seed=len(specs))
+  packed = packing.pack_pairs(batch, packing.plan_layout([packing.pair_lengths(batch)], row_len))
+  results = {}
+  for name, block, inputs in (("dense", None, batch), ("blocked", 8, packed)):
+    monkeypatch.setattr(model_config, "CAUSAL_BLOCK", block)
+    jax.clear_caches()
+    scores = (pm.padded_pair_scores if block is None else pm.packed_pair_scores)(graphdef, params, inputs)
+    results[name] = (scores, *_loss_and_grads(graphdef, params, inputs))
+  (s_d, l_d, g_d), (s_b, l_b, g_b) = results["dense"], results["blocked"]
+  np.testing.assert_allclose(s_b, s_d, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(l_b, l_d, rtol=1e-5)
+  assert_trees_close(g_b, g_d)
+
+
 def test_rotary_model_packed_scores_equal_padded():
   cfg = models.ModelConfig(vocab_size=VOCAB, d_model=16, n_layers=1, n_heads=2, max_len=T,
                            positions="rotary")

@@ -60,7 +60,16 @@ class CompileCounter:
 
 
 def peak_rss_mb() -> float:
-  """This process's resident-set high-water mark (ru_maxrss is KiB on Linux, bytes on macOS)."""
+  """This process's resident-set high-water mark: VmHWM of /proc/self/status on Linux (its
+  memory map's own), else ru_maxrss (KiB on Linux, bytes on macOS). Linux carries ru_maxrss
+  across exec, so a child forked from a large parent would report the parent's size."""
+  try:
+    with open("/proc/self/status") as f:
+      for line in f:
+        if line.startswith("VmHWM:"):
+          return int(line.split()[1]) / 1024                    # kB
+  except OSError:
+    pass
   rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
   return rss / (1024 * 1024 if sys.platform == "darwin" else 1024)
 

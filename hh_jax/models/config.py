@@ -183,21 +183,36 @@ def count_params(cfg: ModelConfig, non_embedding: bool = True) -> int:
   return total + embed + unembed
 
 
+# Query rows per block of the transformer's causal blocked attention; None: always dense.
+CAUSAL_BLOCK: int | None = 256
+
+
+def computed_keys(seq_len: int) -> float:
+  """Keys each of seq_len queries is scored against, on average, by the transformer's
+  attention over seq_len keys: all T when dense; C (m + 1) / 2 when T = m C is computed by
+  causal blocks of C = CAUSAL_BLOCK rows (m >= 2), query block i reading keys [0, (i+1) C)."""
+  c = CAUSAL_BLOCK
+  if c is None or seq_len < 2 * c or seq_len % c:
+    return float(seq_len)
+  return c * (seq_len // c + 1) / 2
+
+
 def forward_flops_per_token(cfg: ModelConfig, seq_len: int, lm_head: bool = False) -> float:
   """Matmul FLOPs of one forward pass, per token (PaLM appendix B convention).
 
       2 N_nonembed                 (every weight used once: multiply + add)
-      + 4 L T n h                  (q.k scores and attention-weighted values over T keys;
-                                    the causal half is computed too, so it is counted)
+      + 4 L S n h                  (q.k scores and attention-weighted values over the
+                                    S = computed_keys(T) keys computed, masked ones included)
       + 2 d V                      (LM head, only if logits are computed)
 
   A train step (forward + backward) costs 3x this.
   """
-  flops = 2 * count_params(cfg) + 4 * cfg.n_layers * seq_len * cfg.n_heads * cfg.head_dim
+  keys = computed_keys(seq_len)
+  flops = 2 * count_params(cfg) + 4 * cfg.n_layers * keys * cfg.n_heads * cfg.head_dim
   if lm_head:
     flops += 2 * cfg.d_model * cfg.vocab_size
   return float(flops)
 
 
 __all__ = ["ModelConfig", "LADDER", "LAPTOP_LADDER", "PAPER_LADDER", "ladder_config",
-           "count_params", "forward_flops_per_token"]
+           "count_params", "computed_keys", "forward_flops_per_token"]
