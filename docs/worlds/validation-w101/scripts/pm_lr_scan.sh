@@ -1,8 +1,7 @@
 #!/bin/bash
 # World 101 (v4 data, validation split): PM LR scan at 16k pairs, one seed, 25k/100k/400k from the quick-budget base LMs.
-# Usage: BASE_LMS=DIR DATA_DIR=DIR OUT=DIR bash pm_lr_scan.sh   (BASE_LMS holds base_lm/<size> runs of world 101)
-cd /work/main
-PY=/work/main/.venv/bin/python
+# Usage: BASE_LMS=DIR DATA_DIR=DIR OUT=DIR bash pm_lr_scan.sh   (BASE_LMS: a base_lm directory of world 101, one run per size)
+PY=${PYTHON:-python}   # run from the repository root
 for lr in 3e-4 1e-3 3e-3; do
   R="$OUT"/lr$lr; mkdir -p $R; ln -sfn "$BASE_LMS" $R/base_lm
   $PY -m hh_jax.cli sweep pm_scaling --world-seed 101 --data_dir "$DATA_DIR" --root $R \
