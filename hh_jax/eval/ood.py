@@ -37,6 +37,7 @@ bootstraps that resample positives and negatives separately (`stratified_bootstr
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Callable
 
 import jax
@@ -211,8 +212,12 @@ def stratified_bootstrap(statistic: Callable[[np.ndarray, np.random.Generator], 
 
 def percentile_interval(replicates: np.ndarray, level: float = 0.95) -> np.ndarray:
   """(2, ...) [q_(1-level)/2, q_(1+level)/2] of the bootstrap replicates along axis 0
-  (NaN replicates ignored)."""
-  return np.nanquantile(np.asarray(replicates, np.float64), [(1 - level) / 2, (1 + level) / 2], axis=0)
+  (NaN replicates ignored; a column of NaN only, e.g. the middle-layer gap of a model with no
+  interior layer, gives NaN without numpy's all-NaN warning)."""
+  with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)
+    return np.nanquantile(np.asarray(replicates, np.float64), [(1 - level) / 2, (1 + level) / 2],
+                          axis=0)
 
 
 def middle_gap(aurocs_l: np.ndarray) -> float:
