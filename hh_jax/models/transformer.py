@@ -180,9 +180,11 @@ def _attention(q_btnh, k_bnsh, v_bnsh, mask_bts):
   t, s, c = q_btnh.shape[1], k_bnsh.shape[2], model_config.CAUSAL_BLOCK
   if c is None or t != s or t < 2 * c or t % c:
     return _attention_dense(q_btnh, k_bnsh, v_bnsh, mask_bts)
-  blocks = [_attention_dense(q_btnh[:, i * c:(i + 1) * c], k_bnsh[:, :, :(i + 1) * c],
-                             v_bnsh[:, :, :(i + 1) * c], mask_bts[:, i * c:(i + 1) * c, :(i + 1) * c])
-            for i in range(t // c)]
+  blocks = []
+  for i in range(t // c):
+    rows, keys = slice(i * c, (i + 1) * c), slice(0, (i + 1) * c)     # C queries, (i+1) C keys
+    blocks.append(_attention_dense(q_btnh[:, rows], k_bnsh[:, :, keys], v_bnsh[:, :, keys],
+                                   mask_bts[:, rows, keys]))
   return jnp.concatenate(blocks, axis=1)
 
 

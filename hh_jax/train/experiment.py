@@ -186,13 +186,13 @@ def plan(experiment: str, root: str, preset: Preset | None = None, axes: dict | 
 
 
 WORLD_SEED_STRIDE = 1000
-DATASET_FIELDS = ("dataset", "prompt_dataset", "eval_prompt_dataset")   # config fields naming TFDS data
+DATASET_FIELDS = ("dataset", "prompt_dataset", "eval_prompt_dataset")   # fields naming TFDS data
 
 
 def in_world(cfg, world_seed: int):
-  """`cfg` in another synthetic world: every hh_synth dataset (fields `dataset`,
-  `prompt_dataset`, `eval_prompt_dataset`) drawn from world `world_seed` (`hh_synth/mix` -> `hh_synth/mix-w3`) and
-  every `seed` field re-drawn, seed -> seed + 1000 world_seed, so no init, data order or
+  """`cfg` in another synthetic world: every hh_synth dataset (the fields of DATASET_FIELDS)
+  drawn from world `world_seed` (`hh_synth/mix` -> `hh_synth/mix-w3`) and every `seed` field
+  re-drawn, seed -> seed + 1000 world_seed, so no init, data order or
   sampling stream is shared with another world; world 0 is the configs as written."""
   if world_seed < 0:
     raise ExperimentError(f"world seed must be >= 0, got {world_seed}")
