@@ -14,9 +14,14 @@ Statistic `online_vs_static_statistic` (analysis.claims format): value = mean_k 
 95% t interval over PPO seeds (analysis.fits.seed_interval); also win_rate (its interval) and
 gold_diff (its interval); counts: seeds, rounds (the fewest rounds of any seed's online run).
 It reads inputs["online"], the dict `run_online` writes to <out_dir>/online_analysis.json.
-Figure: held-out gold of each round's policy vs the comparisons in its PM's pool (online, seed
+Figures: held-out gold of each round's policy vs the comparisons in its PM's pool (online, seed
 mean +- sd), beside the static policy at its pool size and the base LM; and the PMs' test
-accuracy the same way. Analysis reads run files only (it never imports hh_jax).
+accuracy the same way. And, from the online_rlhf runs' PPO sub-runs (<online_root>/<run>/
+round-<r>/ppo), gold hh of the training rollouts and the round's own PM score against
+sqrt(KL) over PPO iterations, one line per round (seed mean +- sd) beside the static run's:
+does a PM retrained on the latest policy's samples let the policy go further in KL before the
+gold turns down (Bai et al. 2022 Fig 1 right, section 4.5)? Analysis reads run files only (it
+never imports hh_jax).
 """
 
 from __future__ import annotations
@@ -27,8 +32,8 @@ from typing import Sequence
 
 import numpy as np
 
-from analysis import fits, plots
-from analysis.runs import RunFileError, discover, read_json, split_seed, write_json
+from analysis import fits, plots, rl
+from analysis.runs import RunFileError, discover, load_run, read_json, split_seed, write_json
 
 JSON_NAME = "online_analysis.json"
 RESULT = "online_vs_static.json"
@@ -37,7 +42,8 @@ _REQUIRED = ("win_rate", "elo_diff", "gold", "rounds", "static_pool", "online_ru
 
 def eval_record(run_dir: str, name: str, config_seed=None) -> dict:
   """One online_eval run as {run, config, seed, win_rate, elo_diff, gold_diff, gold, rounds,
-  static_rounds, static_pool}; the seed is the online run's -s<k> suffix (else the config's)."""
+  static_rounds, static_pool, online_run, static_run}; the seed is the online run's -s<k>
+  suffix (else the config's)."""
   path = os.path.join(run_dir, RESULT)
   result = read_json(path)
   missing = [k for k in _REQUIRED if k not in result]
@@ -47,7 +53,8 @@ def eval_record(run_dir: str, name: str, config_seed=None) -> dict:
   return {"run": name, "config": config, "seed": seed if seed is not None else config_seed,
           "win_rate": result["win_rate"], "elo_diff": result["elo_diff"],
           "gold_diff": result.get("gold_diff"), "gold": result["gold"], "rounds": result["rounds"],
-          "static_rounds": result.get("static_rounds") or [], "static_pool": result["static_pool"]}
+          "static_rounds": result.get("static_rounds") or [], "static_pool": result["static_pool"],
+          "online_run": result["online_run"], "static_run": result.get("static_run")}
 
 
 def main_group(records: Sequence[dict]) -> tuple[str, dict[int, dict]] | None:
@@ -123,19 +130,74 @@ def fig_online(table: dict):
   return fig
 
 
-def analyze_online(records: Sequence[dict]) -> tuple[dict, dict, list[str]]:
-  """(result, {stem: Figure}, notes) of the online_eval records."""
+def round_curves(online_root: str, seeds: dict[int, dict]) -> tuple[dict, list[str]]:
+  """Each PPO sub-run of the main group's online and static runs as arrays over iterations:
+  ({"round-<r>" | "static": [{"seed", "sqrt_kl", "gold_hh", "score_train"} per seed]}, notes).
+  A sub-run that has not finished is a note, not an error."""
+  curves: dict[str, list[dict]] = collections.defaultdict(list)
+  notes = []
+  for seed, rec in sorted(seeds.items()):
+    subs = [(f"round-{k}", rec["online_run"], k) for k in range(len(rec["rounds"]))]
+    if rec.get("static_run"):
+      subs.append(("static", rec["static_run"], 0))
+    for label, run, k in subs:
+      d = os.path.join(online_root, run, f"round-{k}", "ppo")
+      if not os.path.exists(os.path.join(d, "summary.json")):
+        notes.append(f"{d}: no finished PPO sub-run; left out of the per-round curves")
+        continue
+      c = rl.rl_curve(load_run(d, f"{run}/round-{k}/ppo"))
+      if "hh" not in c["gold"]:
+        raise RunFileError(f"{os.path.join(d, 'metrics.jsonl')}: no 'gold/hh' in any line")
+      curves[label].append({"seed": seed, "sqrt_kl": c["sqrt_kl"], "gold_hh": c["gold"]["hh"],
+                            "score_train": c["score_train"]})
+  return dict(curves), notes
+
+
+def fig_round_curves(curves: dict):
+  """Gold hh of the PPO rollouts (left, gold units) and the round's own train-PM score (right,
+  PM logits) vs sqrt(KL from the base LM): one line per online round (seed mean +- sd, colour
+  from early to late) and the static run (dashed)."""
+  fig, axes = plots.new_figure(ncols=2, width=4.0)
+  rounds = sorted((k for k in curves if k.startswith("round-")), key=lambda k: int(k[6:]))
+  colors = plots.size_colors(rounds)
+  styles = [(k, f"online round {k[6:]}", colors[k], "-") for k in rounds]
+  if "static" in curves:
+    styles.append(("static", "static: same label budget", "C3", "--"))
+  for ax, key, ylabel, title in ((axes[0], "gold_hh", "gold hh reward of the rollouts", "gold"),
+                                 (axes[1], "score_train", "train-PM score (its round's PM)",
+                                  "PM score")):
+    for k, label, color, linestyle in styles:
+      plots.seed_band(ax, [c["sqrt_kl"] for c in curves[k]], [c[key] for c in curves[k]], color,
+                      label, linestyle=linestyle)
+    plots.label_axes(ax, "sqrt(KL(policy || base LM)), nats^0.5", ylabel, title, legend=False)
+  plots.figure_legend(fig, axes, ncol=min(len(styles), 4))
+  plots.suptitle(fig, "Online RLHF: each round's PPO run, gold and PM score vs sqrt(KL)",
+                 "Bai et al. 2022 Fig 1 right, Sec 4.5")
+  return fig
+
+
+def analyze_online(records: Sequence[dict], online_root: str | None = None
+                   ) -> tuple[dict, dict, list[str]]:
+  """(result, {stem: Figure}, notes) of the online_eval records; with online_root (the
+  online_rlhf stage's directory) also the per-round PPO curves and their figure."""
   result = {"runs": list(records), "statistic": online_vs_static_statistic({"online": {"runs": records}})}
   group = main_group(records)
   if group is None:
     return result, {}, ["no online_eval runs: nothing to compare"]
   result["config"], result["table"] = group[0], round_table(group[1])
-  return result, {"online_vs_static": fig_online(result["table"])}, []
+  figures, notes = {"online_vs_static": fig_online(result["table"])}, []
+  if online_root is not None:
+    curves, notes = round_curves(online_root, group[1])
+    result["round_curves"] = curves
+    if curves:
+      figures["online_gold_vs_sqrt_kl"] = fig_round_curves(curves)
+  return result, figures, notes
 
 
-def run_online(root: str, out_dir: str) -> dict:
-  """analyze_online of the finished online_eval runs under root (e.g. <results>/online_eval);
-  writes <out_dir>/online_analysis.json and the figure; returns {"result", "notes", "files"}.
+def run_online(root: str, out_dir: str, online_root: str | None = None) -> dict:
+  """analyze_online of the finished online_eval runs under root (e.g. <results>/online_eval)
+  and, with online_root (e.g. <results>/online_rlhf), their online runs' per-round PPO curves;
+  writes <out_dir>/online_analysis.json and the figures; returns {"result", "notes", "files"}.
   A missing root is a note, not an error."""
   records, notes = [], []
   if os.path.isdir(root):
@@ -143,7 +205,7 @@ def run_online(root: str, out_dir: str) -> dict:
                for run in discover(root).runs if run.has(RESULT)]
   else:
     notes.append(f"{root} is not a directory: the online_eval stage has not run")
-  result, figures, more = analyze_online(records)
+  result, figures, more = analyze_online(records, online_root)
   os.makedirs(out_dir, exist_ok=True)
   files = [p for stem, fig in figures.items() for p in plots.save(fig, out_dir, stem)]
   path = os.path.join(out_dir, JSON_NAME)

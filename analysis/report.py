@@ -60,6 +60,8 @@ FIGURES = (  # (relative path stem, caption)
     ("gao/gao_coefficients_vs_pm_size", "Gao et al. over-optimisation coefficients vs train-PM size"),
     ("policy_eval/alignment_tax", "Capability before and after RLHF by policy size (cf. Fig 3)"),
     ("online/online_vs_static", "Online RLHF rounds vs the static baseline, gold (cf. section 4.5)"),
+    ("online/online_gold_vs_sqrt_kl",
+     "Online RLHF: gold and PM score vs sqrt(KL), one line per round (cf. Fig 1 right)"),
     ("policy_eval/context_distillation", "PPO from the context-distilled vs the base LM, gold (cf. App A.1)"),
     ("rl_gold/rl_gold_heldout", "Held-out gold helpful, harmless and reply length during PPO (cf. Fig 13)"),
 )

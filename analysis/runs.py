@@ -176,6 +176,20 @@ def read_npz(path: str, required: tuple[str, ...] = ()) -> dict[str, np.ndarray]
   return out
 
 
+def load_run(run_dir: str, name: str) -> Run:
+  """The finished run in run_dir (its summary.json and, if present, config.json), named `name`.
+  RunFileError naming the file when summary.json is missing or not a JSON object."""
+  path = os.path.join(run_dir, "summary.json")
+  if not os.path.exists(path):
+    raise RunFileError(f"{path}: missing (the run has not finished)")
+  summary = read_json(path)
+  if not isinstance(summary, dict):
+    raise RunFileError(f"{path}: expected a JSON object")
+  config_path = os.path.join(run_dir, "config.json")
+  config = read_json(config_path) if os.path.exists(config_path) else {}
+  return Run(dir=run_dir, name=name, config=config, summary=summary)
+
+
 def discover(root: str, kind: str | None = None) -> Discovery:
   """All finished runs under `root` (optionally of one kind) and the unfinished ones skipped.
 
@@ -190,12 +204,7 @@ def discover(root: str, kind: str | None = None) -> Discovery:
       if "config.json" in filenames:
         skipped.append(dirpath)
       continue
-    summary = read_json(os.path.join(dirpath, "summary.json"))
-    if not isinstance(summary, dict):
-      raise RunFileError(f"{os.path.join(dirpath, 'summary.json')}: expected a JSON object")
-    config_path = os.path.join(dirpath, "config.json")
-    config = read_json(config_path) if os.path.exists(config_path) else {}
-    run = Run(dir=dirpath, name=os.path.relpath(dirpath, root), config=config, summary=summary)
+    run = load_run(dirpath, os.path.relpath(dirpath, root))
     if kind is None or run.kind == kind:
       runs.append(run)
   return Discovery(runs=runs, skipped=skipped)

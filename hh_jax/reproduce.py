@@ -155,7 +155,8 @@ class Reproduction:
                                 os.path.join(self.root, "pm_mix")],
                                os.path.join(figs, "pm_weighting"))
     if os.path.isdir(os.path.join(self.root, "online_eval")):
-      online.run_online(os.path.join(self.root, "online_eval"), os.path.join(figs, "online"))
+      online.run_online(os.path.join(self.root, "online_eval"), os.path.join(figs, "online"),
+                        os.path.join(self.root, "online_rlhf"))
     if os.path.isdir(os.path.join(self.root, "policy_eval")):
       policy_evals.run_policy_evals(os.path.join(self.root, "policy_eval"),
                                     os.path.join(figs, "policy_eval"))

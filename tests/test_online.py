@@ -246,3 +246,41 @@ def test_online_analysis_statistic_is_the_t_interval_over_seeds_and_the_figure_r
   assert plots.layout_problems(fig) == [] and plots.has_legend(fig)
   assert "not_tested" in online_analysis.online_vs_static_statistic({"online": None})
   assert online_analysis.run_online(str(tmp_path / "none"), str(tmp_path / "fig2"))["notes"]
+
+
+def _fake_ppo_sub(run_dir, kl: list[float], gold: list[float], score: list[float]) -> None:
+  run_dir.mkdir(parents=True)
+  lines = [{"step": i + 1, "ppo/kl": k, "ppo/score_train": s, "gold/hh": g}
+           for i, (k, g, s) in enumerate(zip(kl, gold, score))]
+  (run_dir / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+  (run_dir / "config.json").write_text(json.dumps({"kind": "ppo", "batch_size": 4}))
+  (run_dir / "summary.json").write_text(json.dumps({"kind": "ppo"}))
+
+
+def test_online_round_curves_are_each_sub_runs_gold_against_sqrt_kl(tmp_path):
+  from analysis import online as online_analysis
+  from analysis import plots
+  rl_root = tmp_path / "online_rlhf"
+  for seed in (0, 1):
+    _fake_eval(tmp_path / "online_eval", seed, 0.55, -0.9)
+    for r in range(3):     # round r, seed s: KL 1, 4, 9 nats (sqrt 1, 2, 3); gold r + s / 10
+      _fake_ppo_sub(rl_root / f"online-25k-s{seed}" / f"round-{r}" / "ppo", [1.0, 4.0, 9.0],
+                    [r + seed / 10] * 3, [0.5 * r] * 3)
+    _fake_ppo_sub(rl_root / f"static-25k-s{seed}" / "round-0" / "ppo", [0.25, 1.0, 2.25],
+                  [-1.0, -2.0, -3.0], [0.0, 0.1, 0.2])
+  # seed 1's round 2 has not finished: a note, and that round keeps seed 0's curve only
+  (rl_root / "online-25k-s1" / "round-2" / "ppo" / "summary.json").unlink()
+  out = online_analysis.run_online(str(tmp_path / "online_eval"), str(tmp_path / "fig"), str(rl_root))
+  curves = out["result"]["round_curves"]
+  assert sorted(curves) == ["round-0", "round-1", "round-2", "static"]
+  assert [c["seed"] for c in curves["round-1"]] == [0, 1] and len(curves["round-2"]) == 1
+  np.testing.assert_allclose(curves["round-1"][1]["sqrt_kl"], [1.0, 2.0, 3.0])
+  np.testing.assert_allclose(curves["round-1"][1]["gold_hh"], [1.1] * 3)
+  np.testing.assert_allclose(curves["static"][0]["sqrt_kl"], [0.5, 1.0, 1.5])
+  np.testing.assert_allclose(curves["static"][0]["score_train"], [0.0, 0.1, 0.2])
+  assert any("online-25k-s1/round-2/ppo" in n for n in out["notes"])
+  assert any(f.endswith("online_gold_vs_sqrt_kl.png") for f in out["files"])
+  fig = online_analysis.fig_round_curves(curves)
+  assert plots.layout_problems(fig) == [] and plots.has_legend(fig)
+  gold_ax = fig.axes[0]      # round 1's line is the mean over its two seeds: gold 1.05
+  np.testing.assert_allclose(gold_ax.lines[1].get_ydata(), [1.05] * 3)
