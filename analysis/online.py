@@ -153,25 +153,31 @@ def round_curves(online_root: str, seeds: dict[int, dict]) -> tuple[dict, list[s
   return dict(curves), notes
 
 
-def fig_round_curves(curves: dict):
-  """Gold hh of the PPO rollouts (left, gold units) and the round's own train-PM score (right,
-  PM logits) vs sqrt(KL from the base LM): one line per online round (seed mean +- sd, colour
-  from early to late) and the static run (dashed)."""
+SMOOTH = 5   # iterations per running mean in fig_round_curves (a round's KL is noisy at 64 rollouts)
+
+
+def fig_round_curves(curves: dict, window: int = SMOOTH):
+  """Gain over its first iteration of the PPO rollouts' gold hh (left, gold units) and of the
+  round's own train-PM score (right, PM logits: each round's PM has its own offset) vs
+  sqrt(KL from the base LM): per seed a running mean over `window` iterations of both, then one
+  line per online round (seed mean +- sd, colour from early to late) and the static run
+  (dashed)."""
   fig, axes = plots.new_figure(ncols=2, width=4.0)
   rounds = sorted((k for k in curves if k.startswith("round-")), key=lambda k: int(k[6:]))
   colors = plots.size_colors(rounds)
   styles = [(k, f"online round {k[6:]}", colors[k], "-") for k in rounds]
   if "static" in curves:
     styles.append(("static", "static: same label budget", "C3", "--"))
-  for ax, key, ylabel, title in ((axes[0], "gold_hh", "gold hh reward of the rollouts", "gold"),
-                                 (axes[1], "score_train", "train-PM score (its round's PM)",
+  for ax, key, ylabel, title in ((axes[0], "gold_hh", "gold hh gain of the rollouts", "gold"),
+                                 (axes[1], "score_train", "train-PM score gain (its round's PM)",
                                   "PM score")):
     for k, label, color, linestyle in styles:
-      plots.seed_band(ax, [c["sqrt_kl"] for c in curves[k]], [c[key] for c in curves[k]], color,
-                      label, linestyle=linestyle)
+      xs = [plots.running_mean(c["sqrt_kl"], window) for c in curves[k]]
+      ys = [plots.running_mean(np.asarray(c[key]) - c[key][0], window) for c in curves[k]]
+      plots.seed_band(ax, xs, ys, color, label, linestyle=linestyle)
     plots.label_axes(ax, "sqrt(KL(policy || base LM)), nats^0.5", ylabel, title, legend=False)
   plots.figure_legend(fig, axes, ncol=min(len(styles), 4))
-  plots.suptitle(fig, "Online RLHF: each round's PPO run, gold and PM score vs sqrt(KL)",
+  plots.suptitle(fig, f"Online RLHF: each round's PPO run vs sqrt(KL), {window}-iteration means",
                  "Bai et al. 2022 Fig 1 right, Sec 4.5")
   return fig
 

@@ -115,6 +115,14 @@ def seed_band(ax, xs, ys, color, label: str, linestyle="-", marker=None) -> None
     ax.fill_between(x, mean - sd, mean + sd, color=color, alpha=0.18, linewidth=0)
 
 
+def running_mean(x, window: int) -> np.ndarray:
+  """Mean of each `window` consecutive values: (T,) -> (T - w + 1,) with w = min(window, T),
+  y_t = mean(x_t .. x_{t+w-1}); NaN where the window holds a NaN."""
+  x = np.asarray(x, np.float64)
+  w = max(1, min(window, len(x)))
+  return np.convolve(x, np.ones(w) / w, mode="valid")
+
+
 def figure_legend(fig, axes, ncol: int | None = None):
   """One legend for a multi-panel figure, below the panels, with each label once (panels share styles)."""
   handles, labels = [], []

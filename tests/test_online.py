@@ -261,26 +261,37 @@ def test_online_round_curves_are_each_sub_runs_gold_against_sqrt_kl(tmp_path):
   from analysis import online as online_analysis
   from analysis import plots
   rl_root = tmp_path / "online_rlhf"
+  kl = [float(k * k) for k in range(1, 7)]      # sqrt(KL) 1..6
   for seed in (0, 1):
     _fake_eval(tmp_path / "online_eval", seed, 0.55, -0.9)
-    for r in range(3):     # round r, seed s: KL 1, 4, 9 nats (sqrt 1, 2, 3); gold r + s / 10
-      _fake_ppo_sub(rl_root / f"online-25k-s{seed}" / f"round-{r}" / "ppo", [1.0, 4.0, 9.0],
-                    [r + seed / 10] * 3, [0.5 * r] * 3)
-    _fake_ppo_sub(rl_root / f"static-25k-s{seed}" / "round-0" / "ppo", [0.25, 1.0, 2.25],
-                  [-1.0, -2.0, -3.0], [0.0, 0.1, 0.2])
+    for r in range(3):     # round r, seed s, iteration i: gold r + s / 10 + i / 10
+      _fake_ppo_sub(rl_root / f"online-25k-s{seed}" / f"round-{r}" / "ppo", kl,
+                    [r + seed / 10 + i / 10 for i in range(6)], [0.5 * r] * 6)
+    _fake_ppo_sub(rl_root / f"static-25k-s{seed}" / "round-0" / "ppo", [k / 4 for k in kl],
+                  [-1.0] * 6, [0.1 * i for i in range(6)])
   # seed 1's round 2 has not finished: a note, and that round keeps seed 0's curve only
   (rl_root / "online-25k-s1" / "round-2" / "ppo" / "summary.json").unlink()
   out = online_analysis.run_online(str(tmp_path / "online_eval"), str(tmp_path / "fig"), str(rl_root))
   curves = out["result"]["round_curves"]
   assert sorted(curves) == ["round-0", "round-1", "round-2", "static"]
   assert [c["seed"] for c in curves["round-1"]] == [0, 1] and len(curves["round-2"]) == 1
-  np.testing.assert_allclose(curves["round-1"][1]["sqrt_kl"], [1.0, 2.0, 3.0])
-  np.testing.assert_allclose(curves["round-1"][1]["gold_hh"], [1.1] * 3)
-  np.testing.assert_allclose(curves["static"][0]["sqrt_kl"], [0.5, 1.0, 1.5])
-  np.testing.assert_allclose(curves["static"][0]["score_train"], [0.0, 0.1, 0.2])
+  np.testing.assert_allclose(curves["round-1"][1]["sqrt_kl"], [1, 2, 3, 4, 5, 6])
+  np.testing.assert_allclose(curves["round-1"][1]["gold_hh"], [1.1 + i / 10 for i in range(6)])
+  np.testing.assert_allclose(curves["static"][0]["sqrt_kl"], [0.5 * k for k in range(1, 7)])
+  np.testing.assert_allclose(curves["static"][0]["score_train"], [0.1 * i for i in range(6)])
   assert any("online-25k-s1/round-2/ppo" in n for n in out["notes"])
   assert any(f.endswith("online_gold_vs_sqrt_kl.png") for f in out["files"])
-  fig = online_analysis.fig_round_curves(curves)
+  fig = online_analysis.fig_round_curves(curves, window=5)
   assert plots.layout_problems(fig) == [] and plots.has_legend(fig)
-  gold_ax = fig.axes[0]      # round 1's line is the mean over its two seeds: gold 1.05
-  np.testing.assert_allclose(gold_ax.lines[1].get_ydata(), [1.05] * 3)
+  # round 1: gains 0, .1, .., .5 over the first iteration; 5-iteration means of sqrt(KL) 3, 4
+  # and of the gain 0.2, 0.3, the same in both seeds
+  gold_ax, score_ax = fig.axes[:2]
+  np.testing.assert_allclose(gold_ax.lines[1].get_xdata(), [3.0, 4.0])
+  np.testing.assert_allclose(gold_ax.lines[1].get_ydata(), [0.2, 0.3])
+  np.testing.assert_allclose(score_ax.lines[3].get_ydata(), [0.2, 0.3])      # static: 0.1 i
+
+
+def test_running_mean_by_hand():
+  from analysis import plots
+  np.testing.assert_allclose(plots.running_mean([1, 2, 3, 4], 2), [1.5, 2.5, 3.5])
+  np.testing.assert_allclose(plots.running_mean([1, 2, 3], 5), [2.0])
