@@ -7,7 +7,7 @@
                                                  ROOT/figures/{pm_scaling,pm_mix,rl}/*_analysis.json,
                                                  judged by ROOT/criteria.toml (analysis/criteria.toml
                                                  when not frozen); ROOT2's verdicts in a second column
-    hh-jax analyze readme-table [--numbers docs/laptop/numbers.json] [--readme README.md] [--check]
+    hh-jax analyze readme-table [--numbers docs/worlds/v4/laptop/laptop-ws0/numbers.json] [--readme README.md] [--check]
                                                  the README's claims table from numbers.json
 
 Pieces that are missing (no mix sweep, no bon.json, unfinished runs) are skipped with a
@@ -113,7 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("roots", nargs="+", help="results roots, each with a numbers.json")
   p.add_argument("--out", default=None, help="also write the markdown table to this file")
   p = sub.add_parser("readme-table", help="the README's results block from numbers.json")
-  p.add_argument("--numbers", default=os.path.join("docs", "laptop", "numbers.json"))
+  p.add_argument("--numbers", default=os.path.join("docs", "worlds", "v4", "laptop", "laptop-ws0",
+                                                    "numbers.json"))
   p.add_argument("--readme", default="README.md")
   p.add_argument("--check", action="store_true", help="write nothing; exit 1 with a diff if they differ")
   return parser

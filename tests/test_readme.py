@@ -11,7 +11,7 @@ from analysis.runs import read_json
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(ROOT, "README.md")
-NUMBERS = os.path.join(ROOT, "docs", "laptop", "numbers.json")
+NUMBERS = os.path.join(ROOT, "docs", "worlds", "v4", "laptop", "laptop-ws0", "numbers.json")
 
 
 def test_readme_block_is_the_laptop_claims_table():
