@@ -155,10 +155,11 @@ def paper_faithful(preset: Preset) -> Preset:
   column of the report): PMs at a fixed learning rate (no linear decay), RL and best-of-n
   prompts 50% helpful / 50% red-team (not 90/10), one PPO epoch per batch (not 2), the paper's
   KL coefficient 0.001 on the raw PM score (not 0.03 on the normalised one), in the
-  online stage's PMs and PPO runs as in the others; the held-out policy evaluation keeps the preset's prompts (a measurement, not a choice). The base
-  LMs are the preset's own (`hh-jax reproduce --paper-faithful` links them), so the stages
-  are the preset's without base_lm (and ood, which reads only the base LMs). Where the preset's choices came from: experiments/common.py
-  (LR decay), experiments/ppo.py (prompt mix, epochs)."""
+  online stage's PMs and PPO runs as in the others; the held-out policy evaluation keeps the
+  preset's prompts (a measurement, not a choice). The base LMs are the preset's own (`hh-jax
+  reproduce --paper-faithful` links them), so the stages are the preset's without base_lm (and
+  ood, which reads only the base LMs). Where the preset's choices came from:
+  experiments/common.py (LR decay), experiments/ppo.py (prompt mix, epochs)."""
   from experiments import best_of_n, ppo   # the experiment files' own prompt datasets
   overrides = {stage: dict(preset.overrides.get(stage, {})) for stage in preset.stages}
   for stage in PM_STAGES:

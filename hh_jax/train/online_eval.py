@@ -110,10 +110,11 @@ def build_online_eval(cfg: OnlineEvalConfig, run_dir: str, inputs=None) -> lifec
 
   def finish(_):
     arrays, means = {"prompts": prompts}, {}
+    banned = pipeline.turn_marker_ids(cfg.prompt_dataset, cfg.tokenizer)
     for name, model in policies.items():
       reply = sample_replies(model, prompts, jax.random.key(cfg.seed),
                              max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                             banned_ids=pipeline.turn_marker_ids(cfg.prompt_dataset, cfg.tokenizer))
+                             banned_ids=banned)
       g = gold_fn(prompts, reply)
       arrays[f"response__{name}"] = reply
       arrays[f"gold__{name}"] = np.asarray(g[cfg.reward], np.float64)
