@@ -260,3 +260,65 @@ def pack_docs(tokens_bt, layout: PackedLayout) -> dict:
     for seg, i in enumerate(row, start=1):
       col = _place(out, r, col, tokens_bt[i, :lengths[i]], np.arange(lengths[i]), 0, seg)
   return {k: out[k] for k in ("tokens", "positions", "segment_ids")}
+
+
+# ----------------------------------------------------------------------------- masked rows
+
+
+def masked_lengths(real_bs) -> np.ndarray:
+  """Real tokens of each row of a (B, S) bool mask -> (B,) int."""
+  return np.asarray(real_bs, bool).sum(axis=1).astype(np.int64)
+
+
+def rows_needed(real_bs, row_len: int) -> tuple[int, int]:
+  """(rows, most segments in one row) that `pack_masked` needs for these rows."""
+  rows = first_fit_decreasing(list(masked_lengths(real_bs)), row_len)
+  return len(rows), max((len(r) for r in rows), default=0)
+
+
+def pack_masked(tokens_bs, real_bs, layout: PackedLayout) -> dict:
+  """Padded rows with any real-token mask (e.g. a left-padded prompt followed by a right-padded
+  reply) -> packed rows. Row b's real tokens, in order, become one segment at positions
+  0 .. n_b - 1: the positions `cumsum(real) - 1` and the causal mask over real keys that the
+  padded row gets, so every per-token output equals the padded row's.
+
+  Returns tokens, positions, segment_ids (R, L) and `index` (B, S) int32: the flat packed
+  position r * L + c holding padded token (b, s), 0 where real[b, s] is False, so that
+  `out.reshape(R * L, ...)[index]` is the padded (B, S, ...) output (garbage where not real).
+  Raises ValueError if the rows need more rows or segments per row than `layout` has.
+  """
+  tokens_bs, real_bs = np.asarray(tokens_bs), np.asarray(real_bs, bool)
+  lengths = masked_lengths(real_bs)
+  rows = first_fit_decreasing(list(lengths), layout.row_len)
+  if len(rows) > layout.rows:
+    raise ValueError(f"the batch needs {len(rows)} rows; the layout has {layout.rows}")
+  if layout.slots and max(len(r) for r in rows) > layout.slots:
+    raise ValueError(f"a row needs {max(len(r) for r in rows)} segments; the layout has "
+                     f"{layout.slots} slots")
+  out = _empty_rows(layout)
+  index = np.zeros(tokens_bs.shape, np.int32)
+  for r, row in enumerate(rows):
+    col = 0
+    for seg, b in enumerate(row, start=1):
+      cols = np.flatnonzero(real_bs[b])
+      index[b, cols] = r * layout.row_len + col + np.arange(len(cols))
+      col = _place(out, r, col, tokens_bs[b, cols], np.arange(len(cols)), 0, seg)
+  return {"tokens": out["tokens"], "positions": out["positions"],
+          "segment_ids": out["segment_ids"], "index": index}
+
+
+def score_slots(flat_b, layout: PackedLayout) -> tuple[np.ndarray, np.ndarray]:
+  """Score one packed position per sequence: flat_b (B,) flat positions r * L + c, at most
+  layout.slots in one row -> (score_index (R, K) int32: the columns each row reads, in order;
+  slot (B,) int32: r * K + k, so `scores(R, K).reshape(-1)[slot]` is sequence b's score)."""
+  score_index = np.zeros((layout.rows, layout.slots), np.int32)
+  slot = np.zeros(len(flat_b), np.int32)
+  used = np.zeros(layout.rows, np.int64)
+  for b, flat in enumerate(np.asarray(flat_b)):
+    r, col = divmod(int(flat), layout.row_len)
+    if used[r] >= layout.slots:
+      raise ValueError(f"row {r} needs more than the layout's {layout.slots} score slots")
+    score_index[r, used[r]] = col
+    slot[b] = r * layout.slots + used[r]
+    used[r] += 1
+  return score_index, slot

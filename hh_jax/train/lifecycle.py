@@ -7,8 +7,9 @@ and a `finish(state) -> Outputs` that says what to save. `run` does the rest:
     skip        a directory with summary.json is finished: its summary is returned
     check       config.json of an earlier attempt must be the same config (or differ only
                 in resume-safe fields, with allow_changes; each change goes to resumes.jsonl)
-    restore     the latest checkpoint: state, iterator position, key and the pending log
-                window, so a resumed run writes exactly what an uninterrupted one would
+    restore     the latest checkpoint: state, iterator position, key, the pending log
+                window and the step's host state, so a resumed run writes exactly what an
+                uninterrupted one would
     loop        metrics fetched one step late; every `log_every` steps their mean goes to
                 metrics.jsonl; per-sample lines to samples.jsonl; held-out evaluations
                 every `eval_every` steps to evals/step_XXXXXX.npz
@@ -104,6 +105,9 @@ class Task:
   eval_every: int = 0
   json_files: dict[str, Any] = dataclasses.field(default_factory=dict)   # written at the start
   decode: Callable[[Any], str] | None = None     # token ids -> text, for sample tables
+  # Host-side state of the step (e.g. PPO's packed layouts) with `state() -> dict` and
+  # `restore(dict)`, saved in every checkpoint so that a resumed run compiles the same shapes.
+  host_state: Any = None
 
 
 # ----------------------------------------------------------------------------- run files
@@ -292,8 +296,7 @@ def run(cfg, run_dir: str, build: Callable[[Any, str], Task], *, progress: bool 
     nonlocal saved
     consume(fetcher.flush())     # never checkpoint a state whose losses are unchecked
     log.flush(step)
-    ckpt.save(step, state, {"data": task.batches.state(), "key": key_to_json(key), "step": step,
-                            "window": log.window})
+    ckpt.save(step, state, _checkpoint_meta(task, key, step, log.window))
     saved = step
 
   step = start
@@ -334,6 +337,15 @@ def _progress_bar(run_dir: str, total: int, start: int, progress: bool):
               leave=False)
 
 
+def _checkpoint_meta(task: Task, key, step: int, window: list) -> dict:
+  """What a checkpoint holds beside the state: iterator position, key, step, the pending log
+  window and the step's host state (`Task.host_state`)."""
+  meta = {"data": task.batches.state(), "key": key_to_json(key), "step": step, "window": window}
+  if task.host_state is not None:
+    meta["host"] = task.host_state.state()
+  return meta
+
+
 def _restore(ckpt: Checkpointer, task: Task, log: _Log, run_dir: str, changes: list[str]):
   """(state, key, start step) from the latest checkpoint, or the task's initial ones."""
   if ckpt.latest_step() is None:
@@ -344,6 +356,8 @@ def _restore(ckpt: Checkpointer, task: Task, log: _Log, run_dir: str, changes: l
                           task.state)
   state, meta = ckpt.restore(abstract)
   task.batches.restore(meta["data"])
+  if task.host_state is not None and "host" in meta:
+    task.host_state.restore(meta["host"])
   start = int(meta["step"])
   log.window = list(meta.get("window", []))
   for writer in (log.metrics, log.samples):

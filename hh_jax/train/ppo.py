@@ -81,6 +81,9 @@ class PPOConfig:
   # None = the prompt tokenizer's dialogue turn markers (`pipeline.turn_marker_ids`), so a reply
   # is one Assistant turn and cannot write a "Human:" turn of its own for the PM to judge.
   banned_token_ids: tuple[int, ...] | None = None
+  # Score and update on packed rows, each rollout's real tokens once (`hh_jax.train.ppo_packed`);
+  # False: the padded rows, the whole iteration one jitted call (`make_iteration`).
+  packing: bool = True
   reward_norm: bool = False             # r_PM -> g r_PM + c with the initial policy's scores N(0, 1)
   reward_norm_samples: int = config_field(512, ge=2)   # initial-policy samples that set g, c
   prompt_dataset: str = "hh_synth/prompts"   # TFDS dataset whose `context`s are the RL prompts
@@ -163,9 +166,11 @@ def reward_normalization(scores) -> tuple[float, float]:
   return 1.0 / max(std, 1e-6), -mean / max(std, 1e-6)
 
 
-def ensemble_scores(pm_gds, pm_params, prompts, response, mask):
-  """r_k(x, y) of every member k of the reward ensemble (`pm_score`) -> (K, B)."""
-  return jnp.stack([pm_score(g, p, prompts, response, mask) for g, p in zip(pm_gds, pm_params)])
+def ensemble_scores(pm_gds, pm_params, prompts, response, mask, packed: dict | None = None):
+  """r_k(x, y) of every member k of the reward ensemble (`pm_score`; packed: its packed rows)
+  -> (K, B)."""
+  return jnp.stack([pm_score(g, p, prompts, response, mask, packed=packed)
+                    for g, p in zip(pm_gds, pm_params)])
 
 
 def combine_scores(scores_kb, gain, bias, ensemble: str = "mean"):
@@ -201,22 +206,26 @@ def banned_ids(cfg: PPOConfig) -> tuple[int, ...]:
 
 def experience(policy_gd, value_gd, pm_gd, state, ref_params, pm_params, prompts, rollout,
                temperature, member_gds=(), member_params=(), ensemble: str = "mean",
-               banned_ids: tuple[int, ...] = ()):
+               banned_ids: tuple[int, ...] = (), packed: dict | None = None):
   """Rewards, GAE advantages and returns of one batch of rollouts -> (batch, metrics, per_sample).
 
   The reward ensemble is (pm, *members) (`combine_scores`); "score_train" is the raw score of
   its first member (the run's `reward_pm`), and with K > 1 members per_sample also holds
-  "score_members" (K, B) and the metrics "ppo/score_ensemble" (the mean of r_ens)."""
+  "score_members" (K, B) and the metrics "ppo/score_ensemble" (the mean of r_ens).
+  packed: None (padded rows) or the iteration's packed rows (`hh_jax.train.ppo_packed`):
+  "policy" for the policy, reference and value passes, "pm" for the PM scores."""
   hp = state["hparams"]
   mask = rollout.mask
+  on_rows = packed.get("policy") if packed else None
   logp_old, _, logits = response_logprobs(policy_gd, state["params"]["policy"], prompts,
-                                          rollout.response, mask, temperature, banned_ids)
+                                          rollout.response, mask, temperature, banned_ids,
+                                          packed=on_rows)
   logp_ref, _, _ = response_logprobs(policy_gd, ref_params, prompts, rollout.response, mask,
-                                     temperature, banned_ids)
+                                     temperature, banned_ids, packed=on_rows)
   _, values, _ = response_logprobs(value_gd, state["params"]["value"], prompts, rollout.response,
-                                   mask)
+                                   mask, packed=on_rows)
   scores = ensemble_scores((pm_gd, *member_gds), (pm_params, *member_params), prompts,
-                           rollout.response, mask)                                  # (K, B)
+                           rollout.response, mask, packed.get("pm") if packed else None)  # (K, B)
   score = scores[0]                                                                 # (B,)
   combined = combine_scores(scores, hp.reward_gain, hp.reward_bias, ensemble)       # (B,)
   reward_score = combined - hp.no_eos_penalty * (1.0 - rollout.eos.astype(jnp.float32))
@@ -245,12 +254,13 @@ def experience(policy_gd, value_gd, pm_gd, state, ref_params, pm_params, prompts
 
 
 def ppo_loss(policy_gd, value_gd, params, mb, hparams: PPOHparams, temperature,
-             banned_ids: tuple[int, ...] = ()):
-  """L = L_clip(pi) + vf_coef * L_clip(V) on one minibatch (module docstring)."""
+             banned_ids: tuple[int, ...] = (), packed: dict | None = None):
+  """L = L_clip(pi) + vf_coef * L_clip(V) on one minibatch (module docstring); packed: the
+  minibatch's packed rows (None: padded)."""
   logp, _, _ = response_logprobs(policy_gd, params["policy"], mb["prompts"], mb["response"],
-                                 mb["mask"], temperature, banned_ids)
+                                 mb["mask"], temperature, banned_ids, packed=packed)
   _, values, _ = response_logprobs(value_gd, params["value"], mb["prompts"], mb["response"],
-                                   mb["mask"])
+                                   mb["mask"], packed=packed)
   pg_loss, pg_metrics = rl_core.ppo_policy_loss(logp, mb["old_logprobs"], mb["advantages"],
                                                 mb["mask"], hparams.clip_eps)
   vf_loss, vf_metrics = rl_core.ppo_value_loss(values, mb["old_values"], mb["returns"], mb["mask"],
@@ -260,54 +270,68 @@ def ppo_loss(policy_gd, value_gd, params, mb, hparams: PPOHparams, temperature,
 
 
 def update_step(policy_gd, value_gd, optimizer, temperature, state, mb,
-                banned_ids: tuple[int, ...] = ()):
+                banned_ids: tuple[int, ...] = (), packed: dict | None = None):
   """One PPO gradient step on a minibatch -> (state, metrics)."""
   (loss, metrics), grads = jax.value_and_grad(
-      lambda p: ppo_loss(policy_gd, value_gd, p, mb, state["hparams"], temperature, banned_ids),
+      lambda p: ppo_loss(policy_gd, value_gd, p, mb, state["hparams"], temperature, banned_ids,
+                         packed),
       has_aux=True)(state["params"])
   metrics = {**metrics, "loss": loss, "grad_norm": optax.tree.norm(grads)}
   return apply_gradients(state, grads, optimizer), {f"ppo/{k}": v for k, v in metrics.items()}
 
 
-def update_epochs(policy_gd, value_gd, optimizer, cfg: PPOConfig, state, batch, key):
-  """K epochs over the batch, each a fresh permutation cut into minibatches, under lax.scan.
-  Returns (state, metrics stacked (K, B / minibatch))."""
+def minibatch_orders(key, cfg: PPOConfig):
+  """The rollouts of each minibatch: a fresh permutation of the batch per epoch, cut into
+  minibatches -> (K epochs, B / minibatch, minibatch) int32."""
   n_mb = cfg.batch_size // cfg.minibatch_size
+  return jnp.stack([jax.random.permutation(k, cfg.batch_size).reshape(n_mb, cfg.minibatch_size)
+                    for k in jax.random.split(key, cfg.ppo_epochs)])
 
-  def minibatch(state, idx):                                             # idx (minibatch,)
+
+def update_epochs(policy_gd, value_gd, optimizer, cfg: PPOConfig, state, batch, key,
+                  packed_minibatches: dict | None = None):
+  """K epochs over the batch in the minibatches of `minibatch_orders(key)`, under lax.scan.
+  packed_minibatches: each minibatch's packed rows, every leaf (K, B / minibatch, ...), or None
+  (padded). Returns (state, metrics stacked (K, B / minibatch))."""
+
+  def minibatch(state, xs):
+    idx, packed = xs                                                     # idx (minibatch,)
     return update_step(policy_gd, value_gd, optimizer, cfg.temperature, state,
-                       jax.tree.map(lambda x: x[idx], batch), banned_ids(cfg))
+                       jax.tree.map(lambda x: x[idx], batch), banned_ids(cfg), packed)
 
-  def epoch(state, k):
-    order = jax.random.permutation(k, cfg.batch_size).reshape(n_mb, cfg.minibatch_size)
-    return jax.lax.scan(minibatch, state, order)
+  def epoch(state, xs):
+    return jax.lax.scan(minibatch, state, xs)
 
-  return jax.lax.scan(epoch, state, jax.random.split(key, cfg.ppo_epochs))
+  return jax.lax.scan(epoch, state, (minibatch_orders(key, cfg), packed_minibatches))
 
 
-def iteration(policy_gd, value_gd, pm_gd, test_gds, optimizer, cfg: PPOConfig, state, frozen,
-              prompts, key, member_gds=()):
-  """One PPO iteration (module docstring) -> (state, out).
+def iteration_keys(key, step):
+  """(rollout key, update key) of the iteration at optimizer step `step`."""
+  return tuple(jax.random.split(jax.random.fold_in(key, step)))
 
-  frozen: {"ref": pi0 params, "pm": train-PM params, "tests": tuple of test-PM params, and
-  optionally "members": the params of the ensemble's further train PMs (graphdefs member_gds)}.
-  out: "metrics" (scalars, but for K > 1 the (K,) reward gain and bias), "samples" (per-rollout
-  (B,) arrays: kl, score_train, score_test (T, B), score_members (K, B) when K > 1), and the
-  rollout itself ("prompts", "response", "mask") for host-side evaluation.
-  """
-  key = jax.random.fold_in(key, state["step"])
-  k_roll, k_update = jax.random.split(key)
-  roll = generate(policy_gd, state["params"]["policy"], prompts, k_roll,
-                  max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                  banned_ids=banned_ids(cfg))
+
+def sample_rollout(policy_gd, cfg: PPOConfig, policy_params, prompts, key):
+  """Step 1: replies to the prompts (B, P) from the current policy -> `Rollout`."""
+  return generate(policy_gd, policy_params, prompts, key, max_new_tokens=cfg.max_new_tokens,
+                  temperature=cfg.temperature, banned_ids=banned_ids(cfg))
+
+
+def learn(policy_gd, value_gd, pm_gd, test_gds, optimizer, cfg: PPOConfig, state, frozen,
+          prompts, roll, k_update, member_gds=(), packed: dict | None = None):
+  """Steps 2-5 of an iteration on the rollout `roll` -> (state, out) (`iteration`).
+  packed: None, or the rollout's packed rows (`hh_jax.train.ppo_packed.plan_iteration`:
+  "policy" and "pm" for the scoring passes, "minibatches" for the update)."""
   batch, metrics, samples = experience(policy_gd, value_gd, pm_gd, state, frozen["ref"],
                                        frozen["pm"], prompts, roll, cfg.temperature,
                                        tuple(member_gds), tuple(frozen.get("members", ())),
-                                       cfg.ensemble, banned_ids(cfg))
-  samples["score_test"] = jnp.stack([pm_score(g, p, prompts, roll.response, roll.mask)
+                                       cfg.ensemble, banned_ids(cfg), packed)
+  on_pm_rows = packed.get("pm") if packed else None
+  samples["score_test"] = jnp.stack([pm_score(g, p, prompts, roll.response, roll.mask,
+                                              packed=on_pm_rows)
                                      for g, p in zip(test_gds, frozen["tests"])]
                                     ) if test_gds else jnp.zeros((0, cfg.batch_size))
-  state, updates = update_epochs(policy_gd, value_gd, optimizer, cfg, state, batch, k_update)
+  state, updates = update_epochs(policy_gd, value_gd, optimizer, cfg, state, batch, k_update,
+                                 packed.get("minibatches") if packed else None)
   metrics.update({k: v.mean() for k, v in updates.items()})
   metrics["ppo/ratio_mean_first_minibatch"] = updates["ppo/ratio_mean"][0, 0]
   if cfg.adaptive_kl:
@@ -318,6 +342,22 @@ def iteration(policy_gd, value_gd, pm_gd, test_gds, optimizer, cfg: PPOConfig, s
   out = {"metrics": metrics, "samples": samples, "prompts": prompts, "response": roll.response,
          "mask": roll.mask}
   return state, out
+
+
+def iteration(policy_gd, value_gd, pm_gd, test_gds, optimizer, cfg: PPOConfig, state, frozen,
+              prompts, key, member_gds=()):
+  """One PPO iteration on padded rows (module docstring) -> (state, out).
+
+  frozen: {"ref": pi0 params, "pm": train-PM params, "tests": tuple of test-PM params, and
+  optionally "members": the params of the ensemble's further train PMs (graphdefs member_gds)}.
+  out: "metrics" (scalars, but for K > 1 the (K,) reward gain and bias), "samples" (per-rollout
+  (B,) arrays: kl, score_train, score_test (T, B), score_members (K, B) when K > 1), and the
+  rollout itself ("prompts", "response", "mask") for host-side evaluation.
+  """
+  k_roll, k_update = iteration_keys(key, state["step"])
+  roll = sample_rollout(policy_gd, cfg, state["params"]["policy"], prompts, k_roll)
+  return learn(policy_gd, value_gd, pm_gd, test_gds, optimizer, cfg, state, frozen, prompts,
+               roll, k_update, member_gds)
 
 
 def make_iteration(policy_gd, value_gd, pm_gd, test_gds: tuple, optimizer, cfg: PPOConfig,

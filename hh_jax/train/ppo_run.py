@@ -1,10 +1,11 @@
 """A PPO run as a lifecycle Task: load the policy and PMs, check they fit together, iterate.
 
-The step is one jitted PPO iteration (`ppo.make_iteration`); the host only logs: the mean
-metrics, each test PM's mean score (and each reward-ensemble member's, when the reward is an
-ensemble of train PMs: `ppo/score_member/<name>`), the gold reward of the rollouts (synthetic world) and a
-per-sample line (samples.jsonl: kl, score_train, score_test/<name>, gold_<k>), so fits can be
-recomputed. Held-out evaluations every `snapshot_every` iterations: the policy's replies to
+The step is one PPO iteration: on packed rows (`ppo_packed.make_packed_iteration`, the
+default `packing=True`; one process) or padded (`ppo.make_iteration`, one jitted call); the
+host logs: the mean metrics, each test PM's mean score (and each reward-ensemble member's,
+when the reward is an ensemble of train PMs: `ppo/score_member/<name>`), the gold reward of
+the rollouts (synthetic world) and a per-sample line (samples.jsonl: kl, score_train,
+score_test/<name>, gold_<k>), so fits can be recomputed. Held-out evaluations every `snapshot_every` iterations: the policy's replies to
 fixed eval prompts with every scorer's score, the gold rewards and each prompt's task family
 (evals/step_XXXXXX.npz, for Elo and the held-out gold of analysis/rl_gold.py).
 pms.json names the models used, with their sizes, for analysis.
@@ -25,7 +26,7 @@ from hh_jax import sharding as shd
 from hh_jax.data import hh_synth, pipeline
 from hh_jax.data.batching import LMIterator
 from hh_jax.metrics import read_jsonl
-from hh_jax.train import lifecycle
+from hh_jax.train import lifecycle, ppo_packed
 from hh_jax.train.optim import init_train_state, make_optimizer
 from hh_jax.train.ppo import (PPOConfig, banned_ids, hparams_from_config, make_iteration,
                               reward_normalization, value_params)
@@ -239,8 +240,10 @@ def build_task(cfg: PPOConfig, run_dir: str, inputs: PPOInputs | None = None) ->
                else (1.0, 0.0))
   state = init_train_state(params, optimizer, hparams_from_config(cfg, *gain_bias))
   state = jax.device_put(state, shd.state_shardings(mesh, state))
-  iterate = make_iteration(policy.graphdef, value_gd, pm.graphdef, tuple(t.graphdef for t in tests),
-                           optimizer, cfg, tuple(m.graphdef for m in members))
+  make = (ppo_packed.make_packed_iteration if cfg.packing and jax.process_count() == 1
+          else make_iteration)
+  iterate = make(policy.graphdef, value_gd, pm.graphdef, tuple(t.graphdef for t in tests),
+                 optimizer, cfg, tuple(m.graphdef for m in members))
   frozen = {"ref": policy.params, "pm": pm.params, "tests": tuple(t.params for t in tests),
             **({"members": tuple(m.params for m in members)} if members else {})}
   test_names = [run_name(d) for d in cfg.test_pms]
@@ -260,4 +263,4 @@ def build_task(cfg: PPOConfig, run_dir: str, inputs: PPOInputs | None = None) ->
       evaluate=snapshot_fn(cfg, policy, pm, tests, test_names, inputs, key, members),
       eval_every=cfg.snapshot_every,
       json_files={"pms.json": describe_models(cfg, policy, pm, tests, members)},
-      decode=inputs.decode)
+      decode=inputs.decode, host_state=getattr(iterate, "layouts", None))

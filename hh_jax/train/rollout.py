@@ -118,20 +118,30 @@ def generate_uncached(graphdef, params, prompt_bp, key, *, max_new_tokens: int, 
 
 
 def response_logprobs(graphdef, params, prompt_bp, response_bn, mask_bn, temperature=1.0,
-                      banned_ids: tuple[int, ...] = ()):
+                      banned_ids: tuple[int, ...] = (), packed: dict | None = None):
   """log pi(y_t | x, y_<t) (temperature-matched, `banned_ids` banned as when sampling), per-token
   values and entropy, from one full forward pass over [prompt | response]. Returns (logprobs
-  (B,N), values (B,N), logits)."""
+  (B,N), values (B,N), logits).
+
+  packed: None (the padded (B, P+N) rows), or the same rows packed (`packing.pack_masked` of
+  [prompt | response] with its real-token mask; keys tokens, positions, segment_ids (R, L) and
+  index (B, P+N)): the outputs are read back at `index`, so they equal the padded pass's."""
   p = prompt_bp.shape[1]
-  seq = jnp.concatenate([prompt_bp, response_bn], axis=1)                 # (B, P+N)
-  real = jnp.concatenate([prompt_bp != PAD_ID, mask_bn > 0], axis=1)
-  out = models.apply(graphdef, params, seq, pad_mask=real)
-  logits = ban_tokens(out.logits[:, p - 1:-1], banned_ids) / jnp.where(temperature > 0,
-                                                                       temperature, 1.0)  # (B, N, V)
+  if packed is None:
+    seq = jnp.concatenate([prompt_bp, response_bn], axis=1)               # (B, P+N)
+    real = jnp.concatenate([prompt_bp != PAD_ID, mask_bn > 0], axis=1)
+    out = models.apply(graphdef, params, seq, pad_mask=real)
+    logits, values = out.logits[:, p - 1:-1], out.values[:, p - 1:-1]    # (B, N, V), (B, N)
+  else:
+    out = models.apply(graphdef, params, packed["tokens"], positions=packed["positions"],
+                       segment_ids=packed["segment_ids"])
+    at = packed["index"][:, p - 1:-1]                                     # (B, N) flat r * L + c
+    logits = out.logits.reshape(-1, out.logits.shape[-1])[at]
+    values = out.values.reshape(-1)[at]
+  logits = ban_tokens(logits, banned_ids) / jnp.where(temperature > 0, temperature, 1.0)
   logp = jax.nn.log_softmax(logits, axis=-1)
   logprobs = jnp.take_along_axis(logp, response_bn[..., None], -1)[..., 0] * mask_bn
-  values = out.values[:, p - 1:-1] * mask_bn                               # V(state before y_t)
-  return logprobs, values, logits
+  return logprobs, values * mask_bn, logits                               # V(state before y_t)
 
 
 def pm_input(prompt_bp, response_bn, mask_bn, eos_id: int = EOS_ID):
@@ -151,10 +161,18 @@ def pm_input(prompt_bp, response_bn, mask_bn, eos_id: int = EOS_ID):
   return seq, eoc_index
 
 
-def pm_score(pm_graphdef, pm_params, prompt_bp, response_bn, mask_bn):
-  """r_PM(x, y): the PM's score of context + reply, read at the EOC token (`pm_input`) -> (B,)."""
-  tokens, eoc = pm_input(prompt_bp, response_bn, mask_bn)
-  return models.apply(pm_graphdef, pm_params, tokens, score_index=eoc).scores
+def pm_score(pm_graphdef, pm_params, prompt_bp, response_bn, mask_bn, packed: dict | None = None):
+  """r_PM(x, y): the PM's score of context + reply, read at the EOC token (`pm_input`) -> (B,).
+
+  packed: None (padded rows), or the `pm_input` rows packed (keys tokens, positions,
+  segment_ids (R, L), score_index (R, K): the EOC columns of each row, score_slot (B,): the
+  flat r * K + k slot of sequence b's score; `hh_jax.train.ppo_packed`)."""
+  if packed is None:
+    tokens, eoc = pm_input(prompt_bp, response_bn, mask_bn)
+    return models.apply(pm_graphdef, pm_params, tokens, score_index=eoc).scores
+  scores = models.apply(pm_graphdef, pm_params, packed["tokens"], positions=packed["positions"],
+                        segment_ids=packed["segment_ids"], score_index=packed["score_index"]).scores
+  return scores.reshape(-1)[packed["score_slot"]]                         # (R, K) -> (B,)
 
 
 def make_pm_score_fn(pm_graphdef):
