@@ -1,6 +1,7 @@
 """PPO against a preference model (Bai et al. 2022 section 4; Ziegler et al. 2019).
 
-One iteration, one jitted function (`make_iteration`):
+One iteration, one jitted function on padded rows (`make_iteration`; `ppo_packed` runs the
+same pieces, `sample_rollout` then `learn`, with the passes of steps 2 and 4 on packed rows):
   1. rollout   y ~ pi(. | x) for a batch of prompts, with the KV cache, never emitting a banned
                token (`banned_token_ids`: by default the dialogue's turn markers; pi, pi_old and
                pi0 below are all the banned, renormalised distributions);
