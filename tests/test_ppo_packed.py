@@ -48,7 +48,11 @@ def test_pack_masked_places_each_rows_real_tokens_by_first_fit_decreasing():
                                                [0, 0, 6, 7, 8, 0]])
   # Reading the packed tokens back at `index` restores every real token of the padded rows.
   np.testing.assert_array_equal(out["tokens"].reshape(-1)[out["index"]][real], tokens[real])
-  assert packing.rows_needed(real, 6) == (2, 2)
+  placement = packing.masked_placement(real, 6)
+  assert placement == [[0, 1], [2]] and packing.rows_needed(placement) == (2, 2)
+  given = packing.pack_masked(tokens, real, packing.PackedLayout(rows=2, row_len=6, slots=0),
+                              placement)
+  assert all(np.array_equal(given[k], out[k]) for k in out)
   with pytest.raises(ValueError, match="needs 2 rows"):
     packing.pack_masked(tokens, real, packing.PackedLayout(rows=1, row_len=6, slots=0))
   with pytest.raises(ValueError, match="segments"):

@@ -236,7 +236,7 @@ def unpack_pairs(packed: dict) -> list[tuple[np.ndarray, np.ndarray]]:
 
 def doc_lengths(tokens_bt) -> np.ndarray:
   """Non-PAD tokens of each right-padded document: (B, T) -> (B,) int."""
-  return (np.asarray(tokens_bt) != PAD_ID).sum(axis=1).astype(np.int64)
+  return masked_lengths(np.asarray(tokens_bt) != PAD_ID)
 
 
 def plan_doc_layout(tokens_nt, batch_rows: Iterable[np.ndarray], multiple_of: int = 1) -> PackedLayout:
@@ -248,18 +248,11 @@ def plan_doc_layout(tokens_nt, batch_rows: Iterable[np.ndarray], multiple_of: in
 
 
 def pack_docs(tokens_bt, layout: PackedLayout) -> dict:
-  """(B, T) right-padded documents -> tokens, positions, segment_ids (R, L) (module docstring)."""
+  """(B, T) right-padded documents -> tokens, positions, segment_ids (R, L) (module docstring):
+  `pack_masked` of the non-PAD tokens."""
   tokens_bt = np.asarray(tokens_bt)
-  lengths = doc_lengths(tokens_bt)
-  rows = first_fit_decreasing(list(lengths), layout.row_len)
-  if len(rows) > layout.rows:
-    raise ValueError(f"the batch needs {len(rows)} rows; the layout has {layout.rows}")
-  out = _empty_rows(layout)
-  for r, row in enumerate(rows):
-    col = 0
-    for seg, i in enumerate(row, start=1):
-      col = _place(out, r, col, tokens_bt[i, :lengths[i]], np.arange(lengths[i]), 0, seg)
-  return {k: out[k] for k in ("tokens", "positions", "segment_ids")}
+  packed = pack_masked(tokens_bt, tokens_bt != PAD_ID, layout)
+  return {k: packed[k] for k in ("tokens", "positions", "segment_ids")}
 
 
 # ----------------------------------------------------------------------------- masked rows
@@ -270,17 +263,23 @@ def masked_lengths(real_bs) -> np.ndarray:
   return np.asarray(real_bs, bool).sum(axis=1).astype(np.int64)
 
 
-def rows_needed(real_bs, row_len: int) -> tuple[int, int]:
-  """(rows, most segments in one row) that `pack_masked` needs for these rows."""
-  rows = first_fit_decreasing(list(masked_lengths(real_bs)), row_len)
-  return len(rows), max((len(r) for r in rows), default=0)
+def masked_placement(real_bs, row_len: int) -> list[list[int]]:
+  """The rows of `pack_masked`: each row's real tokens one item, by `first_fit_decreasing`."""
+  return first_fit_decreasing(list(masked_lengths(real_bs)), row_len)
 
 
-def pack_masked(tokens_bs, real_bs, layout: PackedLayout) -> dict:
+def rows_needed(placement: list[list[int]]) -> tuple[int, int]:
+  """(rows, most segments in one row) of a `masked_placement`."""
+  return len(placement), max((len(r) for r in placement), default=0)
+
+
+def pack_masked(tokens_bs, real_bs, layout: PackedLayout,
+                placement: list[list[int]] | None = None) -> dict:
   """Padded rows with any real-token mask (e.g. a left-padded prompt followed by a right-padded
   reply) -> packed rows. Row b's real tokens, in order, become one segment at positions
   0 .. n_b - 1: the positions `cumsum(real) - 1` and the causal mask over real keys that the
-  padded row gets, so every per-token output equals the padded row's.
+  padded row gets, so every per-token output equals the padded row's. placement: the
+  `masked_placement` of real_bs when the caller has it (None: computed here).
 
   Returns tokens, positions, segment_ids (R, L) and `index` (B, S) int32: the flat packed
   position r * L + c holding padded token (b, s), 0 where real[b, s] is False, so that
@@ -288,13 +287,12 @@ def pack_masked(tokens_bs, real_bs, layout: PackedLayout) -> dict:
   Raises ValueError if the rows need more rows or segments per row than `layout` has.
   """
   tokens_bs, real_bs = np.asarray(tokens_bs), np.asarray(real_bs, bool)
-  lengths = masked_lengths(real_bs)
-  rows = first_fit_decreasing(list(lengths), layout.row_len)
-  if len(rows) > layout.rows:
-    raise ValueError(f"the batch needs {len(rows)} rows; the layout has {layout.rows}")
-  if layout.slots and max(len(r) for r in rows) > layout.slots:
-    raise ValueError(f"a row needs {max(len(r) for r in rows)} segments; the layout has "
-                     f"{layout.slots} slots")
+  rows = masked_placement(real_bs, layout.row_len) if placement is None else placement
+  n_rows, most = rows_needed(rows)
+  if n_rows > layout.rows:
+    raise ValueError(f"the batch needs {n_rows} rows; the layout has {layout.rows}")
+  if layout.slots and most > layout.slots:
+    raise ValueError(f"a row needs {most} segments; the layout has {layout.slots} slots")
   out = _empty_rows(layout)
   index = np.zeros(tokens_bs.shape, np.int32)
   for r, row in enumerate(rows):

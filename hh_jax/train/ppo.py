@@ -217,7 +217,8 @@ def experience(policy_gd, value_gd, pm_gd, state, ref_params, pm_params, prompts
   "policy" for the policy, reference and value passes, "pm" for the PM scores."""
   hp = state["hparams"]
   mask = rollout.mask
-  on_rows = packed.get("policy") if packed else None
+  packed = packed or {}
+  on_rows = packed.get("policy")
   logp_old, _, logits = response_logprobs(policy_gd, state["params"]["policy"], prompts,
                                           rollout.response, mask, temperature, banned_ids,
                                           packed=on_rows)
@@ -226,7 +227,7 @@ def experience(policy_gd, value_gd, pm_gd, state, ref_params, pm_params, prompts
   _, values, _ = response_logprobs(value_gd, state["params"]["value"], prompts, rollout.response,
                                    mask, packed=on_rows)
   scores = ensemble_scores((pm_gd, *member_gds), (pm_params, *member_params), prompts,
-                           rollout.response, mask, packed.get("pm") if packed else None)  # (K, B)
+                           rollout.response, mask, packed.get("pm"))           # (K, B)
   score = scores[0]                                                                 # (B,)
   combined = combine_scores(scores, hp.reward_gain, hp.reward_bias, ensemble)       # (B,)
   reward_score = combined - hp.no_eos_penalty * (1.0 - rollout.eos.astype(jnp.float32))
@@ -322,17 +323,17 @@ def learn(policy_gd, value_gd, pm_gd, test_gds, optimizer, cfg: PPOConfig, state
   """Steps 2-5 of an iteration on the rollout `roll` -> (state, out) (`iteration`).
   packed: None, or the rollout's packed rows (`hh_jax.train.ppo_packed.plan_iteration`:
   "policy" and "pm" for the scoring passes, "minibatches" for the update)."""
+  packed = packed or {}
   batch, metrics, samples = experience(policy_gd, value_gd, pm_gd, state, frozen["ref"],
                                        frozen["pm"], prompts, roll, cfg.temperature,
                                        tuple(member_gds), tuple(frozen.get("members", ())),
                                        cfg.ensemble, banned_ids(cfg), packed)
-  on_pm_rows = packed.get("pm") if packed else None
   samples["score_test"] = jnp.stack([pm_score(g, p, prompts, roll.response, roll.mask,
-                                              packed=on_pm_rows)
+                                              packed=packed.get("pm"))
                                      for g, p in zip(test_gds, frozen["tests"])]
                                     ) if test_gds else jnp.zeros((0, cfg.batch_size))
   state, updates = update_epochs(policy_gd, value_gd, optimizer, cfg, state, batch, k_update,
-                                 packed.get("minibatches") if packed else None)
+                                 packed.get("minibatches"))
   metrics.update({k: v.mean() for k, v in updates.items()})
   metrics["ppo/ratio_mean_first_minibatch"] = updates["ppo/ratio_mean"][0, 0]
   if cfg.adaptive_kl:

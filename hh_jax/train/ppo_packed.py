@@ -40,7 +40,7 @@ from hh_jax.data import packing
 from hh_jax.special_tokens import PAD_ID
 from hh_jax.train import ppo
 from hh_jax.train.optim import jit_train_step
-from hh_jax.train.rollout import pm_input
+from hh_jax.train.rollout import pm_input, policy_input
 
 
 def with_headroom(n: int) -> int:
@@ -62,14 +62,14 @@ class Layouts:
     have = self.layouts.get(name)
     if have is not None and have.rows >= rows and have.slots >= slots:
       return have
+    rows, slots = with_headroom(rows), with_headroom(slots)
+    if most is not None:
+      rows, slots = min(rows, most), min(slots, most)
     if have is not None:
       self.grown += 1
-    cap = (lambda n: n) if most is None else (lambda n: min(n, most))  # noqa: E731
-    new = packing.PackedLayout(rows=max(cap(with_headroom(rows)), have.rows if have else 0),
-                               row_len=row_len,
-                               slots=max(cap(with_headroom(slots)), have.slots if have else 0))
-    self.layouts[name] = new
-    return new
+      rows, slots = max(rows, have.rows), max(slots, have.slots)
+    self.layouts[name] = packing.PackedLayout(rows=rows, row_len=row_len, slots=slots)
+    return self.layouts[name]
 
   def state(self) -> dict:
     """The layouts as JSON (saved in each checkpoint: a resumed run packs into the same shapes)."""
@@ -81,27 +81,24 @@ class Layouts:
 
 
 def rollout_rows(prompts_bp, response_bn, mask_bn) -> tuple[np.ndarray, np.ndarray]:
-  """The padded [x | y] rows of the policy and value passes: tokens (B, P+N) and real mask."""
-  tokens = np.concatenate([prompts_bp, response_bn], axis=1)
-  real = np.concatenate([prompts_bp != PAD_ID, mask_bn > 0], axis=1)
-  return tokens, real
+  """The padded [x | y] rows of the policy and value passes (`rollout.policy_input`) on the
+  host: tokens (B, P+N) and real mask."""
+  return tuple(np.asarray(a) for a in policy_input(prompts_bp, response_bn, mask_bn))
 
 
 def pack_rows(tokens, real, layouts: Layouts, name: str) -> dict:
   """One pass's rows packed into layout `name` (`packing.pack_masked`)."""
-  rows, segments = packing.rows_needed(real, tokens.shape[1])
-  return packing.pack_masked(tokens, real, layouts.fit(name, rows, segments, tokens.shape[1],
-                                                       most=len(tokens)))
+  placement = packing.masked_placement(real, tokens.shape[1])
+  layout = layouts.fit(name, *packing.rows_needed(placement), tokens.shape[1], most=len(tokens))
+  return packing.pack_masked(tokens, real, layout, placement)
 
 
 def pack_pm_rows(prompts_bp, response_bn, mask_bn, layouts: Layouts) -> dict:
   """The `pm_input` rows packed, with score_index (R, K) and score_slot (B,) at each EOC."""
   tokens, eoc = (np.asarray(a) for a in pm_input(prompts_bp, response_bn, mask_bn))
-  real = tokens != PAD_ID
-  rows, segments = packing.rows_needed(real, tokens.shape[1])
-  layout = layouts.fit("pm", rows, segments, tokens.shape[1], most=len(tokens))
-  packed = packing.pack_masked(tokens, real, layout)
-  score_index, slot = packing.score_slots(packed.pop("index")[np.arange(len(eoc)), eoc], layout)
+  packed = pack_rows(tokens, tokens != PAD_ID, layouts, "pm")
+  score_index, slot = packing.score_slots(packed.pop("index")[np.arange(len(eoc)), eoc],
+                                          layouts.layouts["pm"])
   return {**packed, "score_index": score_index, "score_slot": slot}
 
 
@@ -112,10 +109,12 @@ def plan_iteration(prompts_bp, response_bn, mask_bn, orders_emb, layouts: Layout
   tokens, real = rollout_rows(prompts_bp, response_bn, mask_bn)
   orders = np.asarray(orders_emb)
   flat = orders.reshape(-1, orders.shape[-1])
-  need = [packing.rows_needed(real[idx], tokens.shape[1]) for idx in flat]
+  placements = [packing.masked_placement(real[idx], tokens.shape[1]) for idx in flat]
+  need = [packing.rows_needed(p) for p in placements]
   layout = layouts.fit("minibatch", max(n[0] for n in need), max(n[1] for n in need),
                        tokens.shape[1], most=flat.shape[1])
-  minibatches = [packing.pack_masked(tokens[idx], real[idx], layout) for idx in flat]
+  minibatches = [packing.pack_masked(tokens[idx], real[idx], layout, p)
+                 for idx, p in zip(flat, placements)]
   stacked = {k: np.stack([m[k] for m in minibatches]).reshape(*orders.shape[:2], *minibatches[0][k].shape)
              for k in minibatches[0]}
   return {"policy": pack_rows(tokens, real, layouts, "policy"),

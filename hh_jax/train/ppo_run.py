@@ -5,9 +5,10 @@ default `packing=True`; one process) or padded (`ppo.make_iteration`, one jitted
 host logs: the mean metrics, each test PM's mean score (and each reward-ensemble member's,
 when the reward is an ensemble of train PMs: `ppo/score_member/<name>`), the gold reward of
 the rollouts (synthetic world) and a per-sample line (samples.jsonl: kl, score_train,
-score_test/<name>, gold_<k>), so fits can be recomputed. Held-out evaluations every `snapshot_every` iterations: the policy's replies to
-fixed eval prompts with every scorer's score, the gold rewards and each prompt's task family
-(evals/step_XXXXXX.npz, for Elo and the held-out gold of analysis/rl_gold.py).
+score_test/<name>, gold_<k>), so fits can be recomputed. Held-out evaluations every
+`snapshot_every` iterations: the policy's replies to fixed eval prompts with every scorer's
+score, the gold rewards and each prompt's task family (evals/step_XXXXXX.npz, for Elo and the
+held-out gold of analysis/rl_gold.py).
 pms.json names the models used, with their sizes, for analysis.
 """
 

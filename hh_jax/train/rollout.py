@@ -117,6 +117,14 @@ def generate_uncached(graphdef, params, prompt_bp, key, *, max_new_tokens: int, 
   return _finish(tokens.T, logps.T, eos_id)
 
 
+def policy_input(prompt_bp, response_bn, mask_bn):
+  """The policy (and value) pass sees [prompt | response]: tokens (B, P+N) and their real mask
+  (the prompt's non-PAD tokens, the response up to and including its EOS)."""
+  seq = jnp.concatenate([prompt_bp, response_bn], axis=1)
+  real = jnp.concatenate([prompt_bp != PAD_ID, mask_bn > 0], axis=1)
+  return seq, real
+
+
 def response_logprobs(graphdef, params, prompt_bp, response_bn, mask_bn, temperature=1.0,
                       banned_ids: tuple[int, ...] = (), packed: dict | None = None):
   """log pi(y_t | x, y_<t) (temperature-matched, `banned_ids` banned as when sampling), per-token
@@ -128,8 +136,7 @@ def response_logprobs(graphdef, params, prompt_bp, response_bn, mask_bn, tempera
   index (B, P+N)): the outputs are read back at `index`, so they equal the padded pass's."""
   p = prompt_bp.shape[1]
   if packed is None:
-    seq = jnp.concatenate([prompt_bp, response_bn], axis=1)               # (B, P+N)
-    real = jnp.concatenate([prompt_bp != PAD_ID, mask_bn > 0], axis=1)
+    seq, real = policy_input(prompt_bp, response_bn, mask_bn)             # (B, P+N) x 2
     out = models.apply(graphdef, params, seq, pad_mask=real)
     logits, values = out.logits[:, p - 1:-1], out.values[:, p - 1:-1]    # (B, N, V), (B, N)
   else:
